@@ -1,0 +1,64 @@
+"""Accounts: who owns keys and credits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from pixeldrop.errors import AccountExists, AccountNotFound, InvalidInput
+from pixeldrop.storage import Account, Database
+
+from . import credits
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: int
+    email: str
+    credits: int
+    created_at: datetime
+
+
+def _info(account: Account) -> AccountInfo:
+    return AccountInfo(account.id, account.email, account.credits, account.created_at)
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise InvalidInput(f"Not a valid email address: {error}") from None
+
+
+def create_account(db: Database, email: str, free_credits: int) -> AccountInfo:
+    """A new account with its free credits, granted through the ledger like any credit."""
+    address = normalise_email(email)
+    try:
+        with db.session() as session:
+            account = Account(email=address, credits=0)
+            session.add(account)
+            session.flush()
+            if free_credits > 0:
+                credits.grant(session, account.id, free_credits, "free", note="free credits for a new account")
+            session.refresh(account)
+            return _info(account)
+    except IntegrityError:
+        raise AccountExists(f"An account for {address} already exists.") from None
+
+
+def get_account(db: Database, email: str) -> AccountInfo:
+    address = normalise_email(email)
+    with db.session() as session:
+        account = session.scalar(select(Account).where(Account.email == address))
+        if account is None:
+            raise AccountNotFound(f"No account for {address}.")
+        return _info(account)
+
+
+def count_accounts(db: Database) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count(Account.id))) or 0

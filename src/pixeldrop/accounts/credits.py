@@ -1,0 +1,161 @@
+"""Credits: the only module that changes an account's balance.
+
+The rules, all here:
+- every change is one transaction holding a conditional UPDATE of `accounts.credits` and a
+  ledger row with the balance after it;
+- an image's price is *reserved* before generation (`reserve`: UPDATE ... WHERE credits >= cost,
+  so concurrent requests can never overdraw), then either *settled* (`settle`) or given back
+  (`refund`); both are conditional on the request still being `pending`, so neither can happen
+  twice;
+- a reservation left `pending` by a crashed process is refunded by `refund_stale`, which every
+  server runs at start-up and then periodically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from pixeldrop.errors import AccountNotFound, InvalidInput, OutOfCredits
+from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, LedgerEntry, utcnow
+
+PENDING, CHARGED, REFUNDED, REFUSED = "pending", "charged", "refunded", "refused"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    request_id: int
+    account_id: int
+    amount: int
+    remaining: int  # balance right after the reservation
+
+
+def _change_balance(session: Session, account_id: int, delta: int) -> int | None:
+    """Add `delta` (may be negative) unless the balance would go below zero.
+
+    Returns the new balance, or None when the account is missing or cannot pay.
+    """
+    statement = (
+        update(Account)
+        .where(Account.id == account_id)
+        .values(credits=Account.credits + delta)
+        .returning(Account.credits)
+    )
+    if delta < 0:
+        statement = statement.where(Account.credits >= -delta)
+    return session.execute(statement).scalar_one_or_none()
+
+
+def _ledger(session: Session, account_id: int, delta: int, balance: int, reason: str, **extra) -> None:
+    session.add(LedgerEntry(account_id=account_id, delta=delta, balance_after=balance, reason=reason, **extra))
+
+
+def balance(db: Database, account_id: int) -> int:
+    with db.session() as session:
+        credits = session.scalar(select(Account.credits).where(Account.id == account_id))
+    if credits is None:
+        raise AccountNotFound("No such account.")
+    return credits
+
+
+def grant(
+    session: Session, account_id: int, amount: int, reason: str, note: str = "", external_ref: str | None = None
+) -> int:
+    """Add credits inside the caller's transaction (account creation, operator, payments)."""
+    if amount <= 0:
+        raise InvalidInput("The number of credits to add must be positive.")
+    new_balance = _change_balance(session, account_id, amount)
+    if new_balance is None:
+        raise AccountNotFound("No such account.")
+    _ledger(session, account_id, amount, new_balance, reason, note=note, external_ref=external_ref)
+    return new_balance
+
+
+def add_credits(db: Database, account_id: int, amount: int, reason: str, note: str = "",
+                external_ref: str | None = None) -> int | None:
+    """Add credits in a transaction of their own.
+
+    With `external_ref` (a payment event id) the grant happens at most once: a replay returns
+    None and changes nothing, even when two replays race (the ledger's unique constraint).
+    """
+    try:
+        with db.session() as session:
+            if external_ref and session.scalar(select(LedgerEntry.id).where(LedgerEntry.external_ref == external_ref)):
+                return None
+            return grant(session, account_id, amount, reason, note, external_ref)
+    except IntegrityError:
+        if external_ref:
+            return None
+        raise
+
+
+def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) -> Reservation:
+    """Take `amount` credits for one image, or raise OutOfCredits and take nothing."""
+    with db.session() as session:
+        new_balance = _change_balance(session, account_id, -amount)
+        if new_balance is not None:
+            request = ImageRequest(account_id=account_id, api_key_id=api_key_id, state=PENDING, credits=amount)
+            session.add(request)
+            session.flush()
+            _ledger(session, account_id, -amount, new_balance, "image", request_id=request.id)
+            if api_key_id is not None:
+                session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow()))
+            return Reservation(request.id, account_id, amount, new_balance)
+        current = session.scalar(select(Account.credits).where(Account.id == account_id))
+        if current is None:
+            raise AccountNotFound("No such account.")
+        session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
+                                 http_status=402, credits=0, finished_at=utcnow()))
+    raise OutOfCredits("Your account has no remaining credits.", remaining=current)
+
+
+def settle(db: Database, reservation: Reservation) -> bool:
+    """The image was delivered: the reservation becomes a charge. False if it was refunded."""
+    with db.session() as session:
+        done = session.execute(
+            update(ImageRequest)
+            .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
+            .values(state=CHARGED, http_status=200, finished_at=utcnow())
+        )
+        return done.rowcount == 1
+
+
+def refund(db: Database, reservation: Reservation, http_status: int) -> int | None:
+    """Give a reservation back (generation failed). Returns the new balance, None if already done."""
+    with db.session() as session:
+        return _refund(session, reservation.request_id, reservation.account_id, reservation.amount, http_status)
+
+
+def _refund(session: Session, request_id: int, account_id: int, amount: int, http_status: int) -> int | None:
+    done = session.execute(
+        update(ImageRequest)
+        .where(ImageRequest.id == request_id, ImageRequest.state == PENDING)
+        .values(state=REFUNDED, http_status=http_status, credits=0, finished_at=utcnow())
+    )
+    if done.rowcount != 1:
+        return None
+    new_balance = _change_balance(session, account_id, amount)
+    _ledger(session, account_id, amount, new_balance, "refund", request_id=request_id)
+    return new_balance
+
+
+def refund_stale(db: Database, older_than: timedelta) -> int:
+    """Refund reservations whose process died mid-generation. Returns how many."""
+    cutoff: datetime = utcnow() - older_than
+    with db.session() as session:
+        stale = session.execute(
+            select(ImageRequest.id, ImageRequest.account_id, ImageRequest.credits)
+            .where(ImageRequest.state == PENDING, ImageRequest.created_at < cutoff)
+        ).all()
+        return sum(_refund(session, rid, aid, amount, 500) is not None for rid, aid, amount in stale)
+
+
+def record_refusal(db: Database, account_id: int, api_key_id: int | None, http_status: int) -> None:
+    """Note a request refused before any reservation (429, 400, 406...): it costs nothing."""
+    with db.session() as session:
+        session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
+                                 http_status=http_status, credits=0, finished_at=utcnow()))

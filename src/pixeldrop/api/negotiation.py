@@ -1,0 +1,52 @@
+"""Choosing the image format from the Accept header (python-mimeparse does the matching)."""
+
+from __future__ import annotations
+
+import io
+
+import mimeparse
+from PIL import Image
+
+from pixeldrop.errors import NotAcceptable
+
+# What each format is called in Accept headers; image/jpg is not registered but ClipDrop's page
+# names it, so clients send it.
+MEDIA_TYPES = {"png": ["image/png"], "webp": ["image/webp"], "jpeg": ["image/jpeg", "image/jpg"]}
+CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+
+
+def choose_format(accept: str | None, default: str) -> str:
+    """The format to answer in: `default` when the client accepts anything, else its best match.
+
+    python-mimeparse scores each media type against the header (q-values, `image/*`, `*/*`).
+    A format's score is that of its most specific match, so `image/*;q=0.5, image/jpeg;q=0.1`
+    ranks JPEG at 0.1 even though its alias image/jpg only matches the wildcard.
+    """
+    if not accept or not accept.strip():
+        return default
+    try:
+        ranges = [mimeparse.parse_media_range(part) for part in accept.split(",") if part.strip()]
+    except (ValueError, IndexError, mimeparse.MimeTypeParseException):
+        ranges = []
+
+    def quality(fmt: str) -> float:
+        matches = (mimeparse.quality_and_fitness_parsed(media, ranges) for media in MEDIA_TYPES[fmt])
+        return max((fitness, q) for q, fitness in matches)[1]
+
+    # On equal quality: the default, then lossless PNG, then WebP (max keeps the first best).
+    preference = [default] + [fmt for fmt in ("png", "jpeg", "webp") if fmt != default]
+    best = max(preference, key=quality)
+    if quality(best) <= 0:
+        raise NotAcceptable("Accept header not acceptable: this API answers image/jpeg, image/png or image/webp.")
+    return best
+
+
+def encode_image(image: Image.Image, fmt: str, jpeg_quality: int) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
+        image.convert("RGB").save(buffer, "JPEG", quality=jpeg_quality, optimize=True)
+    elif fmt == "webp":
+        image.save(buffer, "WEBP", quality=90, method=4)
+    else:
+        image.save(buffer, "PNG", optimize=False)
+    return buffer.getvalue()

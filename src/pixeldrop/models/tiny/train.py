@@ -1,0 +1,334 @@
+"""Training pixeldrop-tiny: autoencoder, then cached latents and text states, then the UNet.
+
+Every stage resumes from its last checkpoint in the work folder, so training may be stopped at
+any moment (a session ends, a laptop sleeps) and started again with the same command. Each
+checkpoint is written to a temporary file and renamed, so a kill mid-write loses nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from diffusers.training_utils import EMAModel
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import architecture as arch
+from .data import build_dataset
+
+SAMPLE_PROMPTS = [
+    "a red apple", "a cat", "a green apple", "two dogs", "a smiling face", "a rocket",
+    "a blue car", "a cat and a dog", "a pizza on a blue background", "a yellow flower",
+    "a house", "a purple heart", "a sun", "an umbrella", "a guitar", "a photograph of a cat surfing",
+]
+
+
+@dataclass
+class TrainConfig:
+    work_dir: Path
+    vae_steps: int = 3000
+    unet_steps: int = 100_000
+    batch_size: int = 32
+    vae_lr: float = 5e-4
+    unet_lr: float = 2e-4
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    checkpoint_every: int = 250
+    sample_every: int = 1000
+    threads: int = 1
+    seed: int = 0
+
+
+def _save_atomically(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
+    )
+
+
+def _log(work_dir: Path, record: dict) -> None:
+    with open(work_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
+    path = cfg.work_dir / "vae.pt"
+    vae = arch.new_vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    step = 0
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    if step >= cfg.vae_steps:
+        return vae.eval()
+    train_idx = np.flatnonzero(~data["held_out"])
+    eval_images = _to_tensor(data["images"][np.flatnonzero(data["held_out"])[:256]])
+    rng = np.random.default_rng(cfg.seed + step)
+    vae.train()
+    with _progress() as progress:
+        task = progress.add_task("autoencoder", total=cfg.vae_steps, completed=step, status="")
+        while step < cfg.vae_steps:
+            x = _to_tensor(data["images"][rng.choice(train_idx, cfg.batch_size)])
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                posterior = vae.encode(x).latent_dist
+                recon = vae.decode(posterior.sample()).sample.float()
+            kl = posterior.kl().mean() / (4 * arch.LATENT_SIZE**2)
+            loss = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 1e-6 * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+                psnr = _psnr(vae, eval_images)
+                vae.train()
+                progress.update(task, status=f"loss {loss.item():.4f} held-out PSNR {psnr:.1f} dB")
+                _log(cfg.work_dir, {"stage": "vae", "step": step, "loss": loss.item(), "psnr": psnr})
+                _save_atomically({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, path)
+            progress.update(task, completed=step)
+    return vae.eval()
+
+
+@torch.no_grad()
+def _psnr(vae: torch.nn.Module, images: torch.Tensor) -> float:
+    vae.eval()
+    recon = vae.decode(vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
+    mse = F.mse_loss((recon + 1) / 2, (images + 1) / 2).item()
+    return 10 * math.log10(1.0 / max(mse, 1e-10))
+
+
+@torch.no_grad()
+def normalise_latents(vae: torch.nn.Module, data: dict) -> None:
+    """Fold a per-channel shift and scale into the VAE's 1x1 convolutions.
+
+    Latents must be roughly zero-mean unit-variance per channel for diffusion, but diffusers'
+    Stable Diffusion pipeline only knows one scalar `scaling_factor`. Folding the statistics
+    into `quant_conv` (encoder side) and `post_quant_conv` (decoder side) gives normalised
+    latents with scaling_factor 1.0, so the stock pipeline needs no change.
+    """
+    means = []
+    for start in range(0, len(data["images"]), 256):
+        means.append(vae.encode(_to_tensor(data["images"][start : start + 256])).latent_dist.mean)
+    latents = torch.cat(means)
+    mu = latents.mean(dim=(0, 2, 3))
+    sigma = latents.std(dim=(0, 2, 3))
+    c = mu.numel()
+    quant = vae.quant_conv  # outputs [mean (c), logvar (c)]
+    quant.weight[:c] /= sigma.view(-1, 1, 1, 1)
+    quant.bias[:c] = (quant.bias[:c] - mu) / sigma
+    quant.bias[c:] -= 2 * torch.log(sigma)
+    post = vae.post_quant_conv  # consumes z = z_norm * sigma + mu
+    post.bias += (post.weight[:, :, 0, 0] @ mu)
+    post.weight *= sigma.view(1, -1, 1, 1)
+
+
+@torch.no_grad()
+def cache_latents(cfg: TrainConfig, vae: torch.nn.Module, data: dict) -> dict:
+    path = cfg.work_dir / "latents.npz"
+    if not path.exists():
+        normalise_latents(vae, data)
+        _save_atomically({"model": vae.state_dict(), "step": cfg.vae_steps, "normalised": True},
+                         cfg.work_dir / "vae_normalised.pt")
+        means, stds = [], []
+        for start in range(0, len(data["images"]), 256):
+            dist = vae.encode(_to_tensor(data["images"][start : start + 256])).latent_dist
+            means.append(dist.mean.half().numpy())
+            stds.append(dist.std.half().numpy())
+        np.savez(path.with_suffix(".tmp.npz"), mean=np.concatenate(means), std=np.concatenate(stds))
+        os.replace(path.with_suffix(".tmp.npz"), path)
+    return dict(np.load(path))
+
+
+def normalised_vae(cfg: TrainConfig) -> torch.nn.Module:
+    vae = arch.new_vae()
+    vae.load_state_dict(torch.load(cfg.work_dir / "vae_normalised.pt", weights_only=False)["model"])
+    return vae.eval()
+
+
+@torch.no_grad()
+def cache_text(cfg: TrainConfig, pipe: StableDiffusionPipeline, captions: np.ndarray) -> np.ndarray:
+    """Token states for every caption, computed by the pipeline's own `encode_prompt`.
+
+    Using the pipeline itself guarantees the UNet trains on exactly what it will see at
+    generation time (same tokenizer padding, same truncation).
+    """
+    path = cfg.work_dir / "text.npy"
+    if not path.exists():
+        out = np.zeros((len(captions), arch.MAX_TOKENS, arch.TEXT_DIM), dtype=np.float16)
+        with _progress() as progress:
+            task = progress.add_task("text states", total=len(captions), status="")
+            for start in range(0, len(captions), 256):
+                batch = [str(c) for c in captions[start : start + 256]]
+                embeds, _ = pipe.encode_prompt(batch, "cpu", 1, False)
+                out[start : start + len(batch)] = embeds.half().numpy()
+                progress.update(task, advance=len(batch))
+        np.save(path.with_suffix(".tmp.npy"), out)
+        os.replace(path.with_suffix(".tmp.npy"), path)
+    return np.load(path, mmap_mode="r")
+
+
+def build_pipeline(vae, unet) -> StableDiffusionPipeline:
+    tokenizer, text_encoder = arch.load_text_encoder()
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=arch.sampling_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusionPipeline) -> None:
+    path = cfg.work_dir / "unet.pt"
+    unet = pipe.unet
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
+    step = 0
+    if path.exists():
+        state = torch.load(path, weights_only=False)
+        unet.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        ema.load_state_dict(state["ema"])
+        step = state["step"]
+    text = cache_text(cfg, pipe, data["captions"])
+    uncond = pipe.encode_prompt([""], "cpu", 1, False)[0].float()
+    noise_scheduler = arch.training_scheduler()
+    alphas = noise_scheduler.alphas_cumprod
+    train_idx = np.flatnonzero(~data["held_out"])
+    caption_ids = data["caption_ids"]
+    lat_mean = torch.from_numpy(latents["mean"].astype(np.float32))
+    lat_std = torch.from_numpy(latents["std"].astype(np.float32))
+    rng = np.random.default_rng(cfg.seed + 7919 * step)
+    unet.train()
+    started, last = time.time(), step
+    with _progress() as progress:
+        task = progress.add_task("unet", total=cfg.unet_steps, completed=step, status="")
+        while step < cfg.unet_steps:
+            idx = rng.choice(train_idx, cfg.batch_size)
+            ids = caption_ids[idx]
+            counts = (ids >= 0).sum(1)
+            chosen = ids[np.arange(len(idx)), rng.integers(0, counts)]
+            cond = torch.from_numpy(text[chosen].astype(np.float32))
+            drop = torch.from_numpy(rng.random(len(idx)) < cfg.caption_dropout)
+            cond[drop] = uncond
+            x0 = lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])
+            noise = torch.randn_like(x0)
+            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),))
+            xt = noise_scheduler.add_noise(x0, noise, t)
+            a = alphas[t].sqrt().view(-1, 1, 1, 1)
+            s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
+            target = a * noise - s * x0
+            warmup = min(1.0, (step + 1) / 500)
+            for group in opt.param_groups:
+                group["lr"] = cfg.unet_lr * warmup
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                pred = unet(xt, t, cond).sample.float()
+            loss = F.mse_loss(pred, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            ema.step(unet.parameters())
+            step += 1
+            progress.update(task, completed=step, status=f"loss {loss.item():.4f}")
+            if step % 50 == 0:
+                _log(cfg.work_dir, {"stage": "unet", "step": step, "loss": loss.item(),
+                                    "s_per_step": (time.time() - started) / max(step - last, 1)})
+            if step % cfg.checkpoint_every == 0:
+                _save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(),
+                                  "ema": ema.state_dict(), "step": step}, path)
+            if step % cfg.sample_every == 0:
+                save_samples(cfg, pipe, ema, step)
+                unet.train()
+
+
+@torch.no_grad()
+def save_samples(cfg: TrainConfig, pipe: StableDiffusionPipeline, ema: EMAModel, step: int) -> Path:
+    ema.store(pipe.unet.parameters())
+    ema.copy_to(pipe.unet.parameters())
+    pipe.unet.eval()
+    images = pipe(SAMPLE_PROMPTS, num_inference_steps=20, guidance_scale=5.0,
+                  generator=torch.Generator().manual_seed(0), output_type="np").images
+    ema.restore(pipe.unet.parameters())
+    grid = (np.concatenate([np.concatenate(list(images[r * 8 : (r + 1) * 8]), 1) for r in range(2)], 0) * 255)
+    out = cfg.work_dir / "samples" / f"step-{step:06d}.png"
+    out.parent.mkdir(exist_ok=True)
+    Image.fromarray(grid.round().astype(np.uint8)).save(out)
+    return out
+
+
+def ema_unet(cfg: TrainConfig):
+    """The EMA weights of the last UNet checkpoint: what gets exported and evaluated."""
+    unet = arch.new_unet()
+    state = torch.load(cfg.work_dir / "unet.pt", weights_only=False)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
+    ema.load_state_dict(state["ema"])
+    ema.copy_to(unet.parameters())
+    return unet.eval(), state["step"]
+
+
+def train(cfg: TrainConfig) -> None:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed + int(time.time()))
+    cfg.work_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.work_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
+    data = build_dataset(cfg.work_dir)
+    if not (cfg.work_dir / "vae_normalised.pt").exists():
+        vae = train_vae(cfg, data)
+        latents = cache_latents(cfg, vae, data)
+    else:
+        latents = cache_latents(cfg, None, data)
+    pipe = build_pipeline(normalised_vae(cfg), arch.new_unet())
+    train_unet(cfg, data, latents, pipe)
+
+
+def export(cfg: TrainConfig, out_dir: Path) -> Path:
+    """Save the EMA weights as a diffusers pipeline folder, fp16 safetensors.
+
+    The MiniLM text encoder is not copied (90 MB): `pixeldrop.json` names the package it comes
+    from, and pixeldrop's loader passes it to `from_pretrained`.
+    """
+    import shutil
+
+    unet, step = ema_unet(cfg)
+    pipe = build_pipeline(normalised_vae(cfg), unet)
+    pipe.scheduler.register_to_config(steps_offset=1)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    shutil.rmtree(tmp / "text_encoder")
+    (tmp / arch.RECIPE_NAME).write_text(json.dumps({
+        "description": f"pixeldrop-tiny, trained {step} UNet steps on emoji (see MODEL_CARD.md)",
+        "num_inference_steps": 20,
+        "guidance_scale": 5.0,
+        "components": {"text_encoder": {
+            "package": arch.TEXT_ENCODER_PACKAGE,
+            "class": "transformers.BertModel",
+            "kwargs": {"add_pooling_layer": False},
+        }},
+    }, indent=2) + "\n")
+    card = out_dir / "MODEL_CARD.md"
+    if card.exists():
+        shutil.copy(card, tmp / "MODEL_CARD.md")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.replace(tmp, out_dir)
+    return out_dir
