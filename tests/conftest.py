@@ -92,3 +92,8 @@ def artifacts_dir() -> Path:
     path = Path(__file__).resolve().parent.parent / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+@pytest.fixture
+def database_url_postgresql() -> str:
+    return _fresh_postgres_database()

@@ -32,7 +32,7 @@ app.add_typer(credits_app, name="credits")
 err = Console(stderr=True)
 out = Console()
 
-DEMO_EMAIL = "demo@pixeldrop.local"
+DEMO_EMAIL = "demo@example.com"
 
 
 class _State:
