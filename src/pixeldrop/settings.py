@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     model: str | None = Field(
         default=None, description="Diffusers model: hub id or local folder. Default: pixeldrop-tiny."
     )
-    num_inference_steps: int | None = Field(default=None, ge=1, le=200)
+    num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
     precision: Precision = "auto"
     device: str = "auto"

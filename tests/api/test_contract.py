@@ -300,3 +300,18 @@ def test_health_and_docs(client):
     operation = spec["paths"][URL]["post"]
     assert set(operation["requestBody"]["content"]) == {"multipart/form-data", "application/x-www-form-urlencoded"}
     assert {"200", "400", "401", "402", "403", "406", "429", "500"} <= set(operation["responses"])
+
+
+def test_servers_sharing_redis_share_each_keys_limit(settings, sqlite_db, tiny_generator, redis_url):
+    from pixeldrop.ratelimit import RateLimiter
+
+    RateLimiter(redis_url).reset()
+    settings.redis_url = redis_url
+    key, _ = new_key(sqlite_db, rate_limit=2)
+    with running(settings, sqlite_db, tiny_generator) as first, running(settings, sqlite_db, tiny_generator) as second:
+        assert post(first, key).status_code == 200
+        assert post(second, key).status_code == 200
+        assert_error(post(first, key), 429)
+        assert_error(post(second, key), 429)
+        assert first.get("/healthz").json()["rate_limiter"] == "redis"
+    RateLimiter(redis_url).reset()

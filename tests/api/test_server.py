@@ -92,3 +92,59 @@ def test_twelve_concurrent_requests_with_credits_for_five(backend, tmp_path, tin
     assert all(r.headers["x-remaining-credits"] == "0" for r in responses if r.status_code == 402)
     listing = cli(home, "keys", "list", "busy@example.com", **env)
     assert listing.returncode == 0
+
+
+def test_a_crash_mid_generation_loses_no_credit(tmp_path, tiny_model):
+    """kill -9 while an image is being made; the next start gives the reservation back."""
+    import os
+    import signal
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    home = tmp_path / "home"
+    assert cli(home, "accounts", "create", "crash@example.com", "--credits", "10").returncode == 0
+    key = cli(home, "keys", "create", "crash@example.com").stdout.strip().splitlines()[-1]
+    # Enough denoising steps that the request is surely still running when the process dies.
+    server = Server(home, "--model", tiny_model, "--steps", "1000", PIXELDROP_WARM_UP="false").start()
+    threading.Thread(
+        target=lambda: _swallow(lambda: requests.post(server.url + URL_PATH, files={"prompt": (None, "x")},
+                                                      headers={"x-api-key": key}, timeout=600)),
+        daemon=True,
+    ).start()
+    engine = create_engine(f"sqlite:///{home / 'pixeldrop.db'}")
+
+    def balance() -> int:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT credits FROM accounts")).scalar()
+
+    _wait_until(lambda: balance() == 8)  # reserved: generation has begun
+    os.kill(server.process.pid, signal.SIGKILL)
+    server.process.wait()
+    assert balance() == 8, "the reservation outlives the process"
+
+    restarted = Server(home, "--model", tiny_model, PIXELDROP_STALE_RESERVATION_SECONDS="0").start()
+    restarted.stop()
+    assert balance() == 10
+    with engine.connect() as connection:
+        reasons = connection.execute(text("SELECT reason, delta FROM credit_ledger ORDER BY id")).all()
+        state = connection.execute(text("SELECT state FROM image_requests")).scalar()
+    assert [tuple(r) for r in reasons] == [("free", 10), ("image", -2), ("refund", 2)]
+    assert state == "refunded"
+
+
+def _swallow(call) -> None:
+    try:
+        call()
+    except requests.RequestException:
+        pass
+
+
+def _wait_until(condition, timeout: float = 120) -> None:
+    """Wait for a state change in another process (a condition, not a guessed delay)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)

@@ -22,13 +22,17 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 
-async def _refund_stale_forever(db: Database, age: timedelta) -> None:
-    """Give back reservations of processes that died mid-generation, now and every minute."""
+async def _refund_stale(db: Database, age: timedelta) -> None:
+    """Give back reservations of processes that died mid-generation."""
+    refunded = await asyncio.to_thread(credits.refund_stale, db, age)
+    if refunded:
+        log.warning("refunded %d reservations left by a crashed process", refunded)
+
+
+async def _refund_stale_every_minute(db: Database, age: timedelta) -> None:
     while True:
-        refunded = await asyncio.to_thread(credits.refund_stale, db, age)
-        if refunded:
-            log.warning("refunded %d reservations left by a crashed process", refunded)
         await asyncio.sleep(60)
+        await _refund_stale(db, age)
 
 
 def create_app(settings: Settings, generator: Generator | None = None, db: Database | None = None) -> FastAPI:
@@ -42,9 +46,9 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
             await asyncio.to_thread(model.generate, ["warm-up"], [0])
         worker = GenerationWorker(model, settings.queue_size, settings.max_batch, settings.batch_wait_ms).start()
         app.state.services = Services(settings, database, RateLimiter(settings.redis_url), worker)
-        janitor = asyncio.create_task(
-            _refund_stale_forever(database, timedelta(seconds=settings.stale_reservation_seconds))
-        )
+        stale_age = timedelta(seconds=settings.stale_reservation_seconds)
+        await _refund_stale(database, stale_age)
+        janitor = asyncio.create_task(_refund_stale_every_minute(database, stale_age))
         try:
             yield
         finally:
