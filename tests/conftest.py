@@ -19,6 +19,9 @@ from pixeldrop.storage import Database
 
 from .tiny_pipeline import build_tiny_pipeline
 
+# Nothing in the tests may reach a model hub: fail fast instead of hanging on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 POSTGRES_URL = os.environ.get("PIXELDROP_TEST_POSTGRES_URL")
 REDIS_URL = os.environ.get("PIXELDROP_TEST_REDIS_URL")
 IN_CI = os.environ.get("CI") == "true"

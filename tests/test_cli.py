@@ -51,3 +51,40 @@ def test_generate_writes_a_512_image_with_a_progress_bar(tmp_path, tiny_model):
     again = tmp_path / "again.png"
     cli(tmp_path / "home", "generate", "a red apple", "-o", str(again), "--model", tiny_model, "--seed", "3")
     assert Path(out).read_bytes() == Path(again).read_bytes(), "a fixed seed gives the same image"
+
+
+def _with_input(home: Path, text: str, *args: str):
+    """The CLI with typed input. A new session has no terminal, so the hidden prompt reads stdin."""
+    import subprocess
+
+    from .server import BIN, cli_env
+
+    return subprocess.run([str(BIN), *args], env=cli_env(home), input=text, capture_output=True, text=True,
+                          timeout=300, start_new_session=True)
+
+
+def test_set_password_prompts_twice_and_never_takes_the_password_as_an_argument(tmp_path):
+    from pixeldrop.accounts import passwords
+    from pixeldrop.storage import Database
+
+    home = tmp_path / "home"
+    assert cli(home, "accounts", "create", "carol@example.com").returncode == 0
+    as_argument = cli(home, "accounts", "set-password", "carol@example.com", "hunter2hunter2")
+    assert as_argument.returncode == 2 and "unexpected extra argument" in as_argument.stderr.lower()
+
+    mismatch = _with_input(home, "first password\nsecond password\n", "accounts", "set-password", "carol@example.com")
+    assert mismatch.returncode != 0
+    short = _with_input(home, "short\nshort\n", "accounts", "set-password", "carol@example.com")
+    assert short.returncode == 1 and "at least 8 characters" in short.stderr
+    unknown = _with_input(home, "long enough pw\nlong enough pw\n", "accounts", "set-password", "dave@example.com")
+    assert unknown.returncode == 1 and "No account" in unknown.stderr
+
+    done = _with_input(home, "long enough pw\nlong enough pw\n", "accounts", "set-password", "carol@example.com")
+    assert done.returncode == 0, done.stderr
+    assert "password set for carol@example.com" in done.stdout
+    assert "long enough pw" not in done.stdout + done.stderr
+    db = Database.open(f"sqlite:///{home / 'pixeldrop.db'}")
+    try:
+        assert passwords.authenticate(db, "carol@example.com", "long enough pw").account.email == "carol@example.com"
+    finally:
+        db.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, AutoencoderTiny, DPMSolverMultistepScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 
@@ -41,6 +41,10 @@ def build_tiny_pipeline(target: Path) -> Path:
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(target)
+    # A TAESD-shaped decoder beside it, where `--decoder tiny` looks first.
+    AutoencoderTiny(encoder_block_out_channels=(32, 32), decoder_block_out_channels=(32, 32),
+                    num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1), latent_channels=4,
+                    upsampling_scaling_factor=2).save_pretrained(target / "vae_tiny")
     (target / "pixeldrop.json").write_text(
         '{"num_inference_steps": 2, "guidance_scale": 2.0, "description": "random weights: makes noise (tests only)"}'
     )

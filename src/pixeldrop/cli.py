@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits as credit_rules
+from pixeldrop.accounts import passwords
 from pixeldrop.errors import PixeldropError
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
@@ -73,6 +74,19 @@ def accounts_create(
     except PixeldropError as error:
         raise _fail(error)
     out.print(f"created account {account.email} with {account.credits} credits")
+
+
+@accounts_app.command("set-password")
+def accounts_set_password(email: str) -> None:
+    """Set the password an account signs in with on the account pages (asked for, never an argument)."""
+    db = _database(_settings())
+    try:
+        accounts.get_account(db, email)
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        account = passwords.set_password(db, email, password)
+    except PixeldropError as error:
+        raise _fail(error)
+    out.print(f"password set for {account.email}; other browsers signed in to it are signed out")
 
 
 @keys_app.command("create")
@@ -150,7 +164,10 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="Port (env PIXELDROP_PORT).")] = None,
     model: Annotated[Optional[str], typer.Option(help="Diffusers model id or folder (env PIXELDROP_MODEL).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1...")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="fast (TAESD decoder) or quality (full VAE).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="full or tiny (TAESD).")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNet.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Guidance scale (default: the model's).")] = None,
     redis_url: Annotated[Optional[str], typer.Option(help="Redis for a shared rate limiter.")] = None,
@@ -160,8 +177,9 @@ def serve(
 
     from pixeldrop.api import create_app
 
-    settings = _settings(host=host, port=port, model=model, device=device, precision=precision,
-                         num_inference_steps=steps, guidance_scale=guidance, redis_url=redis_url)
+    settings = _settings(host=host, port=port, model=model, device=device, preset=preset, precision=precision,
+                         decoder=decoder, compile=compile, num_inference_steps=steps, guidance_scale=guidance,
+                         redis_url=redis_url)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = _database(settings)
     _ensure_demo_account(settings, db)
@@ -176,14 +194,18 @@ def generate(
     model: Annotated[Optional[str], typer.Option(help="Diffusers model id or folder.")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Guidance scale (default: the model's).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="fast (TAESD decoder) or quality (full VAE).")] = None,
     precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
+    decoder: Annotated[Optional[str], typer.Option(help="full or tiny (TAESD).")] = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the UNet: minutes of start-up, worth it for servers only.")] = False,
 ) -> None:
     """Make one image locally, with a progress bar; no server, no credits."""
     from rich.progress import Progress
 
     from pixeldrop.generation import load_generator
 
-    settings = _settings(model=model, num_inference_steps=steps, guidance_scale=guidance, precision=precision)
+    settings = _settings(model=model, num_inference_steps=steps, guidance_scale=guidance, preset=preset,
+                         precision=precision, decoder=decoder, compile=compile)
     with Progress(console=err, transient=True) as progress:
         progress.add_task("loading model", total=None)
         generator = load_generator(settings)

@@ -76,3 +76,20 @@ class QueueFull(PixeldropError):
 
 class GenerationFailed(PixeldropError):
     pass
+
+
+# Sign-in and payments
+class InvalidCredentials(PixeldropError):
+    """Unknown email or wrong password: the caller is told the same either way."""
+
+
+class PaymentsDisabled(PixeldropError):
+    """The operator has not connected a payment provider."""
+
+
+class InvalidWebhook(PixeldropError):
+    """A payment provider's webhook whose signature or body does not verify."""
+
+
+class PaymentProviderError(PixeldropError):
+    """The payment provider could not be reached or refused the request."""

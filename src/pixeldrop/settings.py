@@ -15,6 +15,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Decoder = Literal["full", "tiny"]
+Preset = Literal["fast", "quality"]
+
+# What each preset means; an explicit --precision or --decoder wins over the preset.
+PRESETS: dict[str, dict] = {
+    # TAESD decoder (~10x cheaper decode), bf16 where the CPU has it, compiled UNet.
+    "fast": {"precision": "auto", "decoder": "tiny", "compile": True},
+    # The model's own VAE, bf16 where the CPU has it, compiled UNet.
+    "quality": {"precision": "auto", "decoder": "full", "compile": True},
+}
 
 
 class Settings(BaseSettings):
@@ -35,7 +45,10 @@ class Settings(BaseSettings):
     )
     num_inference_steps: int | None = Field(default=None, ge=1, le=1000)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=50.0)
-    precision: Precision = "auto"
+    preset: Preset | None = Field(default=None, description="fast (TAESD decoder) or quality (full VAE).")
+    precision: Precision | None = None
+    decoder: Decoder | None = None
+    compile: bool | None = Field(default=None, description="torch.compile the UNet (minutes at start-up).")
     device: str = "auto"
     queue_size: int = Field(default=32, ge=1, description="Requests waiting for the model at most.")
     max_batch: int = Field(default=1, ge=1, description="Requests that may share one pipeline call.")
@@ -57,9 +70,43 @@ class Settings(BaseSettings):
     )
     demo_account: bool = Field(default=True, description="On an empty database, make a demo account and print its key.")
 
+    # Account pages (sign-up, keys, usage, playground)
+    session_secret: str | None = Field(
+        default=None, description="Signs session cookies; default: generated once into $PIXELDROP_HOME/session_secret."
+    )
+    public_url: str | None = Field(
+        default=None, description="The URL users reach the service at (Stripe's return links); default: the request's."
+    )
+    login_attempts_per_minute: int = Field(default=10, ge=1, description="Sign-in attempts per email per minute.")
+    login_attempts_per_ip_per_minute: int = Field(default=30, ge=1, description="Sign-in and sign-up attempts per client IP.")
+
+    # Buying credits with Stripe Checkout: disabled unless both keys are set
+    stripe_secret_key: str | None = None
+    stripe_webhook_secret: str | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    currency: str = Field(default="usd", description="ISO currency code of the pack prices.")
+    pack_prices: dict[int, int] = Field(
+        default={500: 500, 1000: 900, 5000: 4000, 10000: 7500, 50000: 30000},
+        description="Credit pack -> price in the currency's smallest unit (cents); JSON in the environment.",
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def resolved_precision(self) -> str:
+        return self.precision or PRESETS.get(self.preset or "", {}).get("precision", "auto")
+
+    @property
+    def resolved_decoder(self) -> str:
+        return self.decoder or PRESETS.get(self.preset or "", {}).get("decoder", "full")
+
+    @property
+    def resolved_compile(self) -> bool:
+        if self.compile is not None:
+            return self.compile
+        return bool(PRESETS.get(self.preset or "", {}).get("compile", False))
 
     @property
     def resolved_database_url(self) -> str:

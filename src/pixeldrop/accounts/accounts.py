@@ -34,12 +34,16 @@ def normalise_email(email: str) -> str:
         raise InvalidInput(f"Not a valid email address: {error}") from None
 
 
-def create_account(db: Database, email: str, free_credits: int) -> AccountInfo:
-    """A new account with its free credits, granted through the ledger like any credit."""
+def create_account(db: Database, email: str, free_credits: int, password_hash: str | None = None) -> AccountInfo:
+    """A new account with its free credits, granted through the ledger like any credit.
+
+    `password_hash` comes from `passwords.sign_up`, so that an account made on the sign-up page
+    never exists, even for a moment, without the password it was made with.
+    """
     address = normalise_email(email)
     try:
         with db.session() as session:
-            account = Account(email=address, credits=0)
+            account = Account(email=address, credits=0, password_hash=password_hash)
             session.add(account)
             session.flush()
             if free_credits > 0:
@@ -56,6 +60,14 @@ def get_account(db: Database, email: str) -> AccountInfo:
         account = session.scalar(select(Account).where(Account.email == address))
         if account is None:
             raise AccountNotFound(f"No account for {address}.")
+        return _info(account)
+
+
+def get_account_by_id(db: Database, account_id: int) -> AccountInfo:
+    with db.session() as session:
+        account = session.get(Account, account_id)
+        if account is None:
+            raise AccountNotFound("No such account.")
         return _info(account)
 
 

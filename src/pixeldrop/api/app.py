@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from pixeldrop import web
 from pixeldrop.accounts import credits
 from pixeldrop.generation import Generator, GenerationWorker, load_generator
 from pixeldrop.ratelimit import RateLimiter
@@ -65,4 +66,5 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
     )
     install_error_handlers(app)
     app.include_router(router)
+    web.install(app, settings)  # the account pages, the playground and Stripe's webhook
     return app

@@ -27,6 +27,10 @@ STATUS = {
     errors.RateLimited: 429,
     errors.GenerationFailed: 500,
     errors.QueueFull: 503,
+    errors.InvalidCredentials: 401,
+    errors.InvalidWebhook: 400,
+    errors.PaymentProviderError: 502,
+    errors.PaymentsDisabled: 503,
 }
 
 

@@ -25,7 +25,9 @@ def load_generator(settings: Settings) -> Generator:
     return DiffusersGenerator(
         settings.model or default_model(),
         device=settings.device,
-        precision=settings.precision,
+        precision=settings.resolved_precision,
+        decoder=settings.resolved_decoder,
+        compile=settings.resolved_compile,
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
     )

@@ -34,11 +34,15 @@ class RateLimiter:
         self.storage = storage_from_string(redis_url or "memory://")
         self._limiter = MovingWindowRateLimiter(self.storage)
 
-    def hit(self, key_id: int | str, per_minute: int) -> Quota:
-        """Count one request for the key, or raise RateLimited without counting it."""
+    def hit(self, key_id: int | str, per_minute: int, namespace: str = "api-key") -> Quota:
+        """Count one request for the key, or raise RateLimited without counting it.
+
+        `namespace` keeps other counters (sign-in attempts per email or IP, the playground per
+        account) apart from the API keys' even when their ids look alike.
+        """
         item = RateLimitItemPerMinute(per_minute)
-        allowed = self._limiter.hit(item, "api-key", str(key_id))
-        stats = self._limiter.get_window_stats(item, "api-key", str(key_id))
+        allowed = self._limiter.hit(item, namespace, str(key_id))
+        stats = self._limiter.get_window_stats(item, namespace, str(key_id))
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         if not allowed:
             raise RateLimited(

@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Evaluate pixeldrop-tiny: prompt adherence by retrieval, diversity, blank images, speed, and
+a 16-prompt x 4-seed grid at 512 px to look at.
+
+    python bench/tiny_eval.py [--model DIR] [--work-dir ~/.pixeldrop/tiny-training] [--n 100]
+
+Needs the training work folder (dataset and text caches; `pixeldrop train-tiny` makes them).
+Writes bench/out/tiny_metrics.json and bench/out/tiny_grid.jpg and prints the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pixeldrop.generation import default_model
+from pixeldrop.generation.diffusers_backend import DiffusersGenerator
+from pixeldrop.models.tiny import evaluate
+from pixeldrop.models.tiny.data import build_dataset
+
+GRID_PROMPTS = [
+    "a red apple", "a cat", "a dog", "a smiling face", "a rocket", "a blue car", "two bananas",
+    "a cat and a dog", "a pizza on a blue background", "a yellow flower", "a house", "a purple heart",
+    "a green apple", "an umbrella", "a guitar", "photograph of a cat surfing",
+]
+OUT = Path(__file__).parent / "out"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=default_model())
+    parser.add_argument("--work-dir", type=Path, default=Path("~/.pixeldrop/tiny-training").expanduser())
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(exist_ok=True)
+
+    generator = DiffusersGenerator(args.model, device="cpu", precision="fp32")
+    pipe = generator.pipeline
+    generator.generate(["warm-up"], [0])
+    times = []
+    for seed in range(5):
+        start = time.perf_counter()
+        generator.generate(["a red apple"], [seed])
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+
+    rows = [generator.generate([p] * 4, [1, 2, 3, 4]) for p in GRID_PROMPTS]
+    grid = np.concatenate([np.concatenate([np.asarray(i) for i in row], 1) for row in rows], 0)
+    Image.fromarray(grid).save(OUT / "tiny_grid.jpg", quality=88)
+    Image.fromarray(grid).resize((grid.shape[1] // 4, grid.shape[0] // 4), Image.LANCZOS).save(
+        OUT / "tiny_grid_small.jpg", quality=88)
+
+    data = build_dataset(args.work_dir)
+    text = np.load(args.work_dir / "text.npy", mmap_mode="r")
+    tower = evaluate.train_scorer(args.work_dir, data, text, pipe.tokenizer)
+    metrics = evaluate.evaluate(pipe, tower, data, generator.num_inference_steps, generator.guidance_scale, args.n)
+    evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model)
+    for name, value in metrics.as_dict().items():
+        print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
+    print(f"seconds per 512x512 image: {seconds:.2f}")
+
+
+if __name__ == "__main__":
+    main()

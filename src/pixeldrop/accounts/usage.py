@@ -1,0 +1,95 @@
+"""What an account has done: its last requests, credits spent per day, and its credit ledger.
+
+Read-only queries for the account page; each is one short transaction. Days are UTC days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from sqlalchemy import func, select
+
+from pixeldrop.storage import ApiKey, Database, ImageRequest, LedgerEntry
+
+from .credits import CHARGED
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    created_at: datetime
+    key_prefix: str | None  # None: made in the playground, without a key
+    state: str
+    http_status: int | None
+    credits: int
+
+
+@dataclass(frozen=True)
+class DaySpend:
+    day: date
+    credits: int
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    created_at: datetime
+    delta: int
+    balance_after: int
+    reason: str
+    note: str
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[RequestRow]:
+    """The account's last requests, newest first, with the prefix of the key that made each."""
+    with db.session() as session:
+        rows = session.execute(
+            select(ImageRequest.created_at, ApiKey.prefix, ImageRequest.state, ImageRequest.http_status,
+                   ImageRequest.credits)
+            .outerjoin(ApiKey, ApiKey.id == ImageRequest.api_key_id)
+            .where(ImageRequest.account_id == account_id)
+            .order_by(ImageRequest.id.desc())
+            .limit(limit)
+        ).all()
+    return [RequestRow(_utc(created), prefix, state, status, credits) for created, prefix, state, status, credits in rows]
+
+
+def _utc_day(db: Database, column):
+    """A column's UTC calendar day as 'YYYY-MM-DD' text, on either database."""
+    if db.dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.strftime("%Y-%m-%d", column)
+
+
+def credits_spent_per_day(db: Database, account_id: int, days: int = 14, today: date | None = None) -> list[DaySpend]:
+    """Credits charged for images on each of the last `days` UTC days, oldest first, zeros included."""
+    today = today or datetime.now(timezone.utc).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
+    with db.session() as session:
+        day = _utc_day(db, ImageRequest.created_at)
+        totals = dict(session.execute(
+            select(day, func.sum(ImageRequest.credits))
+            .where(ImageRequest.account_id == account_id, ImageRequest.state == CHARGED,
+                   ImageRequest.created_at >= since)
+            .group_by(day)
+        ).all())
+    return [DaySpend(first + timedelta(days=i), int(totals.get((first + timedelta(days=i)).isoformat(), 0) or 0))
+            for i in range(days)]
+
+
+def ledger(db: Database, account_id: int, limit: int = 20) -> list[LedgerRow]:
+    """The account's last credit changes, newest first."""
+    with db.session() as session:
+        rows = session.execute(
+            select(LedgerEntry.created_at, LedgerEntry.delta, LedgerEntry.balance_after, LedgerEntry.reason,
+                   LedgerEntry.note)
+            .where(LedgerEntry.account_id == account_id)
+            .order_by(LedgerEntry.id.desc())
+            .limit(limit)
+        ).all()
+    return [LedgerRow(_utc(created), delta, balance, reason, note) for created, delta, balance, reason, note in rows]

@@ -1,0 +1,105 @@
+"""Signing up, in and out.
+
+Sign-in attempts are counted per email and per client IP (the same limiter as API keys, in its
+own namespaces), and counted before the password is checked, so that guessing is slow whether
+the guesses are right or wrong. An unknown email and a wrong password get the same page.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from pixeldrop.accounts import AccountInfo, passwords
+from pixeldrop.api.services import Services
+from pixeldrop.errors import AccountExists, InvalidCredentials, InvalidInput, RateLimited
+
+from .pages import PageRoute, render, retry_headers, safe_next
+from .sessions import optional_account, require_csrf, sign_in, sign_out
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _throttle(request: Request, email: str | None = None) -> None:
+    """Count one attempt for the client's IP (and the email); RateLimited past the settings' limits."""
+    services = Services.of(request)
+    try:
+        services.limiter.hit(_client_ip(request), services.settings.login_attempts_per_ip_per_minute, "sign-in-ip")
+        if email is not None:
+            services.limiter.hit(email.strip().lower(), services.settings.login_attempts_per_minute, "sign-in-email")
+    except RateLimited as error:
+        raise RateLimited(f"Too many attempts. Try again in {error.retry_after} seconds.",
+                          retry_after=error.retry_after, limit=error.limit) from None
+
+
+@router.get("/")
+async def home(account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
+    return RedirectResponse("/account" if account else "/login", status_code=303)
+
+
+@router.get("/signup")
+async def signup_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
+    if account is not None:
+        return RedirectResponse("/account", status_code=303)
+    return render(request, "signup.html", free_credits=Services.of(request).settings.free_credits)
+
+
+@router.post("/signup", dependencies=[Depends(require_csrf)])
+async def signup(request: Request, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "") -> Response:
+    services = Services.of(request)
+    try:
+        _throttle(request)
+        signed_in = await run_in_threadpool(passwords.sign_up, services.db, email, password,
+                                            services.settings.free_credits)
+    except (InvalidInput, AccountExists, RateLimited) as error:
+        status = 429 if isinstance(error, RateLimited) else 400
+        headers = retry_headers(error) if isinstance(error, RateLimited) else None
+        return render(request, "signup.html", status_code=status, headers=headers, error=error.message, email=email,
+                      free_credits=services.settings.free_credits)
+    sign_in(request, signed_in)
+    return RedirectResponse("/account?welcome=1", status_code=303)
+
+
+@router.get("/login")
+async def login_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)],
+                     next: str = "/account", signed_out: bool = False) -> Response:
+    if account is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", next=safe_next(next), signed_out=signed_out)
+
+
+@router.post("/login", dependencies=[Depends(require_csrf)])
+async def login(request: Request, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "",
+                next: Annotated[str, Form()] = "/account") -> Response:
+    services = Services.of(request)
+    try:
+        _throttle(request, email)
+        signed_in = await run_in_threadpool(passwords.authenticate, services.db, email, password)
+    except (InvalidCredentials, RateLimited) as error:
+        status = 429 if isinstance(error, RateLimited) else 401
+        headers = retry_headers(error) if isinstance(error, RateLimited) else None
+        return render(request, "login.html", status_code=status, headers=headers, error=error.message, email=email,
+                      next=safe_next(next))
+    sign_in(request, signed_in)
+    return RedirectResponse(safe_next(next), status_code=303)
+
+
+@router.get("/logout")
+async def logout_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
+    """Signing out is a POST (a link elsewhere must not sign anyone out); this page offers the button."""
+    if account is None:
+        return RedirectResponse("/login", status_code=303)
+    return render(request, "logout.html")
+
+
+@router.post("/logout", dependencies=[Depends(require_csrf)])
+async def logout(request: Request) -> Response:
+    sign_out(request)
+    return RedirectResponse("/login?signed_out=1", status_code=303)

@@ -1,0 +1,114 @@
+"""Rendering pages, and answering errors on pages with pages.
+
+The JSON API's error handlers (api/errors.py) answer every error as `{"error": ...}`, which is
+right for API clients and wrong for a browser. Page routes use `PageRoute`, which catches what
+their handler raises and answers HTML: a redirect to /login when the page needs an account, a
+page with the message otherwise. Every page also gets headers that keep it out of frames and
+caches (it shows balances and keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+from starlette.responses import RedirectResponse, Response
+
+from pixeldrop.api.errors import status_for
+from pixeldrop.errors import PixeldropError, RateLimited
+
+from .sessions import CSRF_FIELD, CsrfFailed, NotSignedIn, csrf_token
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                               "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = _when
+templates.env.filters["thousands"] = lambda n: f"{n:,}"
+templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
+
+
+def render(request: Request, name: str, status_code: int = 200, headers: dict[str, str] | None = None,
+           **context: Any) -> Response:
+    """A page; every template gets the CSRF token and the signed-in account (or None)."""
+    context.setdefault("account", getattr(request.state, "account", None))
+    context["csrf_token"] = csrf_token(request)
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)
+
+
+def error_page(request: Request, status: int, title: str, message: str,
+               headers: dict[str, str] | None = None) -> Response:
+    return render(request, "error.html", status_code=status, headers=headers, status=status, title=title,
+                  message=message)
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path on this site, never another host."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/account"
+
+
+def retry_headers(error: RateLimited) -> dict[str, str]:
+    return {"Retry-After": str(error.retry_after)}
+
+
+class PageRoute(APIRoute):
+    """A route whose errors are pages, not JSON."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def page(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except NotSignedIn:
+                target = request.url.path if request.method == "GET" else "/account"
+                response = RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            except CsrfFailed:
+                response = error_page(request, 403, "This form has expired",
+                                      "The form was not sent from this session's page. Go back, reload the page, "
+                                      "and try again.")
+            except RateLimited as error:
+                response = error_page(request, 429, "Slow down", error.message, retry_headers(error))
+            except PixeldropError as error:
+                response = error_page(request, status_for(error), "That did not work", error.message)
+            except RequestValidationError:
+                response = error_page(request, 400, "That did not work", "The form is missing a field.")
+            except HTTPException as error:
+                response = error_page(request, error.status_code, "That did not work", str(error.detail))
+            except Exception:
+                log.exception("unexpected error on %s", request.url.path)
+                response = error_page(request, 500, "Something went wrong",
+                                      "An unexpected error happened; it has been logged.")
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+            return response
+
+        return page

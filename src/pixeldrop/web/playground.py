@@ -1,0 +1,91 @@
+"""The playground: a signed-in user types a prompt and sees the image.
+
+It is paid exactly like the API: the same per-image price, the same `generate_paid` (reserve,
+generate, settle or refund), the same limiter (per account here, as there is no key), and the
+same usage rows, shown on the account page with "Playground" where a key prefix would be.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from pixeldrop.accounts import AccountInfo, credits
+from pixeldrop.api.errors import status_for
+from pixeldrop.api.negotiation import CONTENT_TYPES, encode_image
+from pixeldrop.api.services import Services
+from pixeldrop.errors import InvalidRequest, PixeldropError, RateLimited
+from pixeldrop.paid_generation import generate_paid
+
+from .pages import PageRoute, render, retry_headers
+from .sessions import current_account, require_csrf
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+def _page(request: Request, account: AccountInfo, status_code: int = 200, headers: dict[str, str] | None = None,
+          **context) -> Response:
+    settings = Services.of(request).settings
+    context.setdefault("fmt", settings.default_format)
+    return render(request, "playground.html", status_code=status_code, headers=headers, account=account,
+                  formats=FORMATS, cost=settings.credits_per_image, max_chars=settings.max_prompt_chars, **context)
+
+
+@router.get("/playground")
+async def playground_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
+    return _page(request, account)
+
+
+def _check(prompt: str, fmt: str, max_chars: int) -> None:
+    if not prompt.strip():
+        raise InvalidRequest("Type a prompt first.")
+    if len(prompt) > max_chars:
+        raise InvalidRequest(f"The prompt is {len(prompt)} characters long; the maximum is {max_chars}.")
+    if fmt not in FORMATS:
+        raise InvalidRequest("Pick JPEG, PNG or WebP.")
+
+
+def _hit(services: Services, account_id: int) -> None:
+    per_minute = services.settings.rate_limit_per_minute
+    try:
+        services.limiter.hit(account_id, per_minute, "playground")
+    except RateLimited as error:
+        raise RateLimited(f"Too many images: the playground makes {per_minute} a minute at most. "
+                          f"Try again in {error.retry_after} seconds.", error.retry_after, per_minute) from None
+
+
+@router.post("/playground", dependencies=[Depends(require_csrf)])
+async def generate(request: Request, account: Annotated[AccountInfo, Depends(current_account)],
+                   prompt: Annotated[str, Form()] = "", format: Annotated[str, Form()] = "jpeg") -> Response:
+    services = Services.of(request)
+    settings = services.settings
+    encoded: list[bytes] = []
+
+    async def encode(image) -> None:
+        encoded.append(await run_in_threadpool(encode_image, image, format, settings.jpeg_quality))
+
+    try:
+        try:
+            _check(prompt, format, settings.max_prompt_chars)
+            _hit(services, account.id)
+        except PixeldropError as error:
+            await run_in_threadpool(credits.record_refusal, services.db, account.id, None, status_for(error))
+            raise
+        paid = await generate_paid(services.db, services.worker, account.id, None, prompt,
+                                   settings.credits_per_image, finish=encode)
+    except PixeldropError as error:
+        headers = retry_headers(error) if isinstance(error, RateLimited) else None
+        balance = await run_in_threadpool(credits.balance, services.db, account.id)
+        return _page(request, dataclasses.replace(account, credits=balance), status_code=status_for(error),
+                     headers=headers, error=error.message, prompt=prompt, fmt=format if format in FORMATS else None)
+    image_url = f"data:{CONTENT_TYPES[format]};base64,{base64.b64encode(encoded[0]).decode()}"
+    return _page(request, dataclasses.replace(account, credits=paid.remaining), prompt=prompt, fmt=format,
+                 image_url=image_url, filename=f"pixeldrop.{EXTENSIONS[format]}", charged=paid.charged)

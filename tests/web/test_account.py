@@ -1,0 +1,168 @@
+"""The account page and the playground, in-process: what they show and what they charge."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+from PIL import Image
+
+from pixeldrop import accounts
+from pixeldrop.accounts import credits
+
+from .conftest import balance, create_key, csrf, running, sign_up
+
+API = "/text-to-image/v1"
+
+
+def api_call(client, key: str):
+    return client.post(API, files={"prompt": (None, "a red apple")}, headers={"x-api-key": key})
+
+
+def test_the_new_key_is_shown_once_and_works(client, sqlite_db):
+    sign_up(client)
+    key = create_key(client, "production")
+    assert key.startswith("pd_") and accounts.verify_key(sqlite_db, key).name == "production"
+    page = client.get("/account").text
+    assert key not in page and key[:11] in page and "production" in page
+    answer = api_call(client, key)
+    assert answer.status_code == 200 and answer.headers["x-remaining-credits"] == "98"
+    page = client.get("/account").text
+    assert balance(page) == 98
+    row = re.search(rf'<tr data-prefix="{key[:11]}">.*?</tr>', page, re.S).group(0)
+    assert "Active" in row and "never" not in row and "60/min" in row
+
+
+def test_usage_shows_each_request_with_its_key_status_and_credits(client, sqlite_db):
+    sign_up(client)
+    key = create_key(client)
+    assert api_call(client, key).status_code == 200
+    assert client.post(API, headers={"x-api-key": key}, json={"prompt": "x"}).status_code == 400
+    page = client.get("/account").text
+    usage = re.search(r'data-testid="usage">(.*?)</table>', page, re.S).group(1)
+    rows = re.findall(r"<tr>(.*?)</tr>", usage.split("<tbody>")[1], re.S)
+    assert len(rows) == 2
+    assert key[:11] in rows[0] and ">400<" in rows[0] and re.search(r'class="num">0<', rows[0])
+    assert key[:11] in rows[1] and ">200<" in rows[1] and re.search(r'class="num">2<', rows[1])
+    # The chart has one bar, today's, of 2 credits.
+    assert len(re.findall(r'class="bar"', page)) == 1 and 'class="bar-value">2<' in page
+    ledger = re.search(r'data-testid="ledger">(.*?)</table>', page, re.S).group(1)
+    assert "-2" in ledger and "+100" in ledger and "Free" in ledger
+
+
+def test_revoking_keeps_the_credits_and_the_api_refuses_the_key(client, sqlite_db):
+    sign_up(client)
+    key = create_key(client)
+    revoked = client.post(f"/account/keys/{key[:11]}/revoke", data={"csrf_token": csrf(client, "/account")})
+    assert revoked.status_code == 200 and "The key was revoked." in revoked.text
+    assert "Revoked" in re.search(rf'<tr data-prefix="{key[:11]}">.*?</tr>', revoked.text, re.S).group(0)
+    assert api_call(client, key).status_code == 403
+    second = create_key(client)
+    assert api_call(client, second).headers["x-remaining-credits"] == "98"
+
+
+def test_buying_is_disabled_without_stripe_keys_and_says_how_credits_are_added(client, sqlite_db):
+    sign_up(client)
+    page = client.get("/account").text
+    assert "Buying credits is disabled on this server." in page
+    assert "pixeldrop credits add alice@example.com" in page
+    assert ">Buy<" not in page
+    answer = client.post("/account/buy", data={"csrf_token": csrf(client, "/account"), "credits": "500"},
+                         follow_redirects=False)
+    assert answer.status_code == 503 and answer.headers["content-type"].startswith("text/html")
+    assert accounts.get_account(sqlite_db, "alice@example.com").credits == 100
+
+
+def test_the_playground_charges_like_the_api_and_shows_the_image(client, sqlite_db):
+    sign_up(client)
+    page = client.post("/playground", data={"csrf_token": csrf(client, "/playground"), "prompt": "a cat",
+                                            "format": "webp"})
+    assert page.status_code == 200, page.text
+    data = re.search(r'<img src="data:image/webp;base64,([^"]+)"', page.text).group(1)
+    image = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert image.format == "WEBP" and image.size == (512, 512)
+    assert 'data-testid="playground-balance">98<' in page.text
+    account = accounts.get_account(sqlite_db, "alice@example.com")
+    assert account.credits == 98
+    account_page = client.get("/account").text
+    assert balance(account_page) == 98 and "Playground" in account_page
+
+
+def test_the_playground_refuses_empty_prompts_and_unknown_formats_for_free(client, sqlite_db):
+    sign_up(client)
+    token = csrf(client, "/playground")
+    empty = client.post("/playground", data={"csrf_token": token, "prompt": "  ", "format": "png"})
+    assert empty.status_code == 400 and "Type a prompt first." in empty.text
+    gif = client.post("/playground", data={"csrf_token": token, "prompt": "a cat", "format": "gif"})
+    assert gif.status_code == 400
+    assert accounts.get_account(sqlite_db, "alice@example.com").credits == 100
+
+
+def test_the_playground_stops_at_zero_credits_and_at_the_rate_limit(settings, sqlite_db, tiny_generator):
+    settings.free_credits = 2
+    settings.rate_limit_per_minute = 2
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client)
+        token = csrf(client, "/playground")
+        form = {"csrf_token": token, "prompt": "a cat", "format": "jpeg"}
+        assert client.post("/playground", data=form).status_code == 200
+        broke = client.post("/playground", data=form)
+        assert broke.status_code == 402 and "no remaining credits" in broke.text
+        limited = client.post("/playground", data=form)
+        assert limited.status_code == 429 and "Too many images" in limited.text
+        assert int(limited.headers["retry-after"]) > 0
+        account = accounts.get_account(sqlite_db, "alice@example.com")
+        assert account.credits == 0
+        statuses = [row.http_status for row in accounts.usage.recent_requests(sqlite_db, account.id)]
+        assert statuses == [429, 402, 200]
+
+
+def test_page_errors_are_pages_and_api_errors_stay_json(client):
+    sign_up(client)
+    missing = client.post("/account/keys/pd_00000000/revoke", data={"csrf_token": csrf(client, "/account")})
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+    assert "<!doctype html>" in missing.text and "x-frame-options" in missing.headers
+    assert client.get("/nope").json() == {"error": "Not found."}
+    refused = client.post(API, headers={"x-api-key": "pd_nope"}, data={"prompt": "x"})
+    assert refused.json() == {"error": "Invalid API key."}
+    assert "set-cookie" not in refused.headers  # the API never starts a session
+    assert client.post("/webhooks/stripe", content=b"{}").json()["error"]  # JSON too (not configured: 503)
+
+
+def test_pages_carry_headers_that_keep_them_out_of_frames_and_caches(client):
+    page = client.get("/login")
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    assert client.get("/static/pixeldrop.css").status_code == 200
+
+
+def test_every_form_control_has_its_label(client):
+    """Other tooling finds the pages' controls by these visible labels."""
+    signup = client.get("/signup").text
+    assert '<label for="email">Email</label>' in signup and '<label for="password">Password</label>' in signup
+    assert ">Sign up</button>" in signup
+    assert ">Log in</button>" in client.get("/login").text
+    sign_up(client)
+    account = client.get("/account").text
+    assert ">Create key</button>" in account and ">Log out</button>" in account
+    create_key(client)
+    assert ">Revoke</button>" in client.get("/account").text
+    playground = client.get("/playground").text
+    assert '<label for="prompt">Prompt</label>' in playground and ">Generate</button>" in playground
+    for html in (signup, account, playground):
+        for control in re.findall(r'<(?:input|textarea|select)[^>]*\bid="([^"]+)"', html):
+            assert f'<label for="{control}">' in html, control
+
+
+def test_reservations_stay_consistent_with_the_ledger(client, sqlite_db):
+    sign_up(client)
+    key = create_key(client)
+    for _ in range(2):
+        api_call(client, key)
+    client.post("/playground", data={"csrf_token": csrf(client, "/playground"), "prompt": "a", "format": "png"})
+    account = accounts.get_account(sqlite_db, "alice@example.com")
+    entries = accounts.usage.ledger(sqlite_db, account.id)
+    assert entries[0].balance_after == account.credits == credits.balance(sqlite_db, account.id) == 94
+    assert sum(entry.delta for entry in entries) == 94

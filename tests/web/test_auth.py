@@ -1,0 +1,154 @@
+"""Signing up, in and out: argon2 passwords, session cookies, one answer for every bad sign-in,
+rate-limited attempts, and sessions that end when the password changes."""
+
+from __future__ import annotations
+
+import re
+import stat
+
+from pixeldrop import accounts
+from pixeldrop.accounts import passwords
+from pixeldrop.storage import Account
+from pixeldrop.web.sessions import COOKIE
+
+from .conftest import PASSWORD, csrf, log_in, running, sign_up
+
+
+def test_sign_up_gives_the_free_credits_and_stores_only_an_argon2_hash(client, sqlite_db):
+    sign_up(client, "Alice@Example.com")
+    page = client.get("/account")
+    assert page.status_code == 200
+    assert re.search(r'data-testid="balance">100<', page.text)
+    assert "alice@example.com" in page.text
+    with sqlite_db.session() as session:
+        stored = session.query(Account.password_hash).filter_by(email="alice@example.com").scalar()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_session_cookie_is_signed_httponly_and_samesite_lax(client):
+    answer = client.get("/signup")
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=") and "httponly" in cookie.lower() and "samesite=lax" in cookie.lower()
+    assert "secure" not in cookie.lower()  # plain http here; see the next test
+    sign_up(client)
+    tampered = client.cookies.get(COOKIE)[:-4] + "AAAA"
+    client.cookies.clear()
+    client.cookies.set(COOKIE, tampered)
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_cookie_is_secure_when_the_public_url_is_https(settings, sqlite_db, tiny_generator):
+    settings.public_url = "https://images.example.com"
+    with running(settings, sqlite_db, tiny_generator) as client:
+        assert "secure" in client.get("/login").headers["set-cookie"].lower()
+
+
+def test_pages_need_a_session_and_send_visitors_to_login(client):
+    for path in ("/account", "/playground"):
+        answer = client.get(path, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == f"/login?next={path}"
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    sign_up(client)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/account"
+    assert client.get("/login", follow_redirects=False).headers["location"] == "/account"
+
+
+def test_unknown_email_and_wrong_password_get_the_same_answer(client, sqlite_db):
+    accounts.create_account(sqlite_db, "nopassword@example.com", 10)  # made by the CLI, no password yet
+    sign_up(client, "alice@example.com")
+    client.cookies.clear()
+    answers = [log_in(client, email, password) for email, password in [
+        ("alice@example.com", "wrong password"), ("nobody@example.com", "wrong password"),
+        ("nopassword@example.com", "wrong password"), ("not an email", "wrong password"),
+    ]]
+    assert {answer.status_code for answer in answers} == {401}
+    bodies = {answer.text.replace(email, "EMAIL") for answer, email in
+              zip(answers, ["alice@example.com", "nobody@example.com", "nopassword@example.com", "not an email"])}
+    assert len(bodies) == 1 and "Invalid email or password." in bodies.pop()
+    assert client.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_log_in_and_out(client):
+    sign_up(client)
+    client.cookies.clear()
+    answer = log_in(client, "ALICE@example.com ", next="/playground")
+    assert answer.status_code == 303 and answer.headers["location"] == "/playground"
+    assert client.get("/playground").status_code == 200
+    assert ">Log out</button>" in client.get("/logout").text  # a link cannot log anyone out: GET asks
+    assert client.get("/account").status_code == 200
+    logout = client.post("/logout", data={"csrf_token": csrf(client, "/account")}, follow_redirects=False)
+    assert logout.status_code == 303 and logout.headers["location"] == "/login?signed_out=1"
+    assert client.get("/account", follow_redirects=False).status_code == 303
+    assert "You have logged out." in client.get("/login?signed_out=1").text
+
+
+def test_after_login_only_local_redirects(client):
+    sign_up(client)
+    client.cookies.clear()
+    for target in ("https://evil.example.com/", "//evil.example.com/", "/\\evil.example.com"):
+        client.cookies.clear()
+        assert log_in(client, "alice@example.com", next=target).headers["location"] == "/account"
+
+
+def test_sign_up_refuses_short_passwords_bad_emails_and_taken_emails(client, sqlite_db):
+    token = csrf(client, "/signup")
+    short = client.post("/signup", data={"csrf_token": token, "email": "bob@example.com", "password": "short"})
+    assert short.status_code == 400 and "at least 8 characters" in short.text
+    bad = client.post("/signup", data={"csrf_token": token, "email": "bob@", "password": PASSWORD})
+    assert bad.status_code == 400 and "Not a valid email address" in bad.text
+    assert accounts.count_accounts(sqlite_db) == 0
+    sign_up(client, "bob@example.com")
+    client.cookies.clear()
+    taken = client.post("/signup", data={"csrf_token": csrf(client, "/signup"), "email": "bob@example.com",
+                                         "password": PASSWORD})
+    assert taken.status_code == 400 and "already exists" in taken.text
+    assert accounts.get_account(sqlite_db, "bob@example.com").credits == 100
+
+
+def test_sign_in_attempts_are_limited_per_email_even_with_the_right_password(settings, sqlite_db, tiny_generator):
+    settings.login_attempts_per_minute = 3
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client)
+        client.cookies.clear()
+        assert [log_in(client, "alice@example.com", "guess").status_code for _ in range(3)] == [401] * 3
+        limited = log_in(client, "alice@example.com")
+        assert limited.status_code == 429 and "Too many attempts" in limited.text
+        assert int(limited.headers["retry-after"]) > 0
+        assert client.get("/account", follow_redirects=False).status_code == 303
+        assert log_in(client, "other@example.com").status_code == 401  # another email is not blocked
+
+
+def test_sign_in_and_sign_up_attempts_are_limited_per_client_ip(settings, sqlite_db, tiny_generator):
+    settings.login_attempts_per_ip_per_minute = 4
+    with running(settings, sqlite_db, tiny_generator) as client:
+        statuses = [log_in(client, f"user{i}@example.com", "guess").status_code for i in range(4)]
+        assert statuses == [401] * 4
+        assert log_in(client, "user9@example.com").status_code == 429
+        token = csrf(client, "/signup")
+        signup = client.post("/signup", data={"csrf_token": token, "email": "new@example.com", "password": PASSWORD})
+        assert signup.status_code == 429 and accounts.count_accounts(sqlite_db) == 0
+
+
+def test_a_new_password_signs_out_other_browsers(settings, sqlite_db, tiny_generator):
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client)
+        assert client.get("/account").status_code == 200
+        passwords.set_password(sqlite_db, "alice@example.com", "a brand new password")
+        assert client.get("/account", follow_redirects=False).status_code == 303
+        assert log_in(client, "alice@example.com").status_code == 401
+        assert log_in(client, "alice@example.com", "a brand new password").status_code == 303
+
+
+def test_sessions_survive_a_restart_with_a_secret_kept_in_the_home_folder(settings, sqlite_db, tiny_generator):
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client)
+        cookie = client.cookies.get(COOKIE)
+    secret = settings.home_dir / "session_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and len(secret.read_text()) >= 40
+    with running(settings, sqlite_db, tiny_generator) as restarted:
+        restarted.cookies.set(COOKIE, cookie)
+        assert restarted.get("/account").status_code == 200
+    settings.session_secret = "another secret, set by the operator"
+    with running(settings, sqlite_db, tiny_generator) as other:
+        other.cookies.set(COOKIE, cookie)
+        assert other.get("/account", follow_redirects=False).status_code == 303
