@@ -93,7 +93,7 @@ def test_the_playground_refuses_empty_prompts_and_unknown_formats_for_free(clien
     sign_up(client)
     token = csrf(client, "/playground")
     empty = client.post("/playground", data={"csrf_token": token, "prompt": "  ", "format": "png"})
-    assert empty.status_code == 400 and "Type a prompt first." in empty.text
+    assert empty.status_code == 400 and "The prompt is empty." in empty.text
     gif = client.post("/playground", data={"csrf_token": token, "prompt": "a cat", "format": "gif"})
     assert gif.status_code == 400
     assert accounts.get_account(sqlite_db, "alice@example.com").credits == 100

@@ -82,6 +82,11 @@ def parse_prompt(content_type: str | None, body: bytes, max_chars: int) -> str:
         raise InvalidRequest("The body must be multipart/form-data with a prompt field.")
     if prompt is None:
         raise InvalidRequest("Missing prompt field in request.")
+    return validate_prompt(prompt, max_chars)
+
+
+def validate_prompt(prompt: str, max_chars: int) -> str:
+    """The contract's prompt rules (1 to `max_chars` characters, not only spaces), for every entry point."""
     if not prompt.strip():
         raise InvalidRequest("The prompt is empty.")
     if len(prompt) > max_chars:

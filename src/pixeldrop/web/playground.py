@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from pixeldrop.accounts import AccountInfo, credits
 from pixeldrop.api.errors import status_for
+from pixeldrop.api.forms import validate_prompt
 from pixeldrop.api.negotiation import CONTENT_TYPES, encode_image
 from pixeldrop.api.services import Services
 from pixeldrop.errors import InvalidRequest, PixeldropError, RateLimited
@@ -45,10 +46,7 @@ async def playground_page(request: Request, account: Annotated[AccountInfo, Depe
 
 
 def _check(prompt: str, fmt: str, max_chars: int) -> None:
-    if not prompt.strip():
-        raise InvalidRequest("Type a prompt first.")
-    if len(prompt) > max_chars:
-        raise InvalidRequest(f"The prompt is {len(prompt)} characters long; the maximum is {max_chars}.")
+    validate_prompt(prompt, max_chars)
     if fmt not in FORMATS:
         raise InvalidRequest("Pick JPEG, PNG or WebP.")
 
