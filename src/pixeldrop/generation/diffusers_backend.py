@@ -123,7 +123,7 @@ class DiffusersGenerator:
         self.decoder = decoder
         if decoder == "tiny":
             self.pipeline.vae = load_tiny_decoder(model, self.dtype)
-        self.pipeline.to(self.device)
+        self.pipeline.to(self.device, self.dtype)  # components loaded by reference come in fp32
         if self.device.type == "cpu":
             # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
             for part in (self.pipeline.unet, self.pipeline.vae):
