@@ -37,6 +37,7 @@ class Recipe:
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     description: str = ""
+    precision: str | None = None  # what `--precision auto` means for this model
     components: dict | None = None  # name -> {"package": ..., "class": "transformers.X"}
 
 
@@ -48,6 +49,7 @@ def read_recipe(model: str) -> Recipe:
             num_inference_steps=data.get("num_inference_steps"),
             guidance_scale=data.get("guidance_scale"),
             description=data.get("description", ""),
+            precision=data.get("precision"),
             components=data.get("components"),
         )
     return Recipe(**KNOWN_MODELS.get(model, {}))
@@ -116,6 +118,8 @@ class DiffusersGenerator:
         self.model = model
         self.recipe = read_recipe(model)
         self.device = pick_device(device)
+        if precision == "auto" and self.recipe.precision and self.device.type == "cpu":
+            precision = self.recipe.precision
         self.dtype = pick_dtype(precision, self.device)
         extra = {name: _load_component(spec) for name, spec in (self.recipe.components or {}).items()}
         log.info("loading %s on %s as %s", model, self.device, self.dtype)

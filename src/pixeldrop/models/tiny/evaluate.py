@@ -114,7 +114,8 @@ def retrieval_top1(pipe, tower: ImageTower, captions: list[str], seed: int, step
 
 def _caption_pool(data: dict, held_out: bool, n: int, rng) -> list[str]:
     rows = np.flatnonzero((data["held_out"] == held_out) & (data["kinds"] == "emoji"))
-    captions = {str(data["captions"][data["caption_ids"][r, 0]]) for r in rng.choice(rows, 4 * n, replace=False)}
+    picked = rng.choice(rows, min(4 * n, len(rows)), replace=False)
+    captions = {str(data["captions"][data["caption_ids"][r, 0]]) for r in picked}
     return sorted(captions)[:n] if len(captions) >= n else sorted(captions)
 
 

@@ -320,6 +320,8 @@ def export(cfg: TrainConfig, out_dir: Path) -> Path:
         "description": f"pixeldrop-tiny, trained {step} UNet steps on emoji (see MODEL_CARD.md)",
         "num_inference_steps": 20,
         "guidance_scale": 5.0,
+        # Measured on 2 cores: 0.39 s per image in fp32, 0.58 s in bf16 (ops too small to gain).
+        "precision": "fp32",
         "components": {"text_encoder": {
             "package": arch.TEXT_ENCODER_PACKAGE,
             "class": "transformers.BertModel",
