@@ -5,7 +5,8 @@ a 16-prompt x 4-seed grid at 512 px to look at.
     python bench/tiny_eval.py [--model DIR] [--work-dir ~/.pixeldrop/tiny-training] [--n 100]
 
 Needs the training work folder (dataset and text caches; `pixeldrop train-tiny` makes them).
-Writes bench/out/tiny_metrics.json and bench/out/tiny_grid.jpg and prints the numbers.
+Writes bench/out/tiny_metrics.json, tiny_grid.jpg and decoder_grid.jpg (per row: Lanczos,
+learned decoder, true render) and prints the numbers.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from PIL import Image
 
 from pixeldrop.generation import default_model
 from pixeldrop.generation.diffusers_backend import DiffusersGenerator
-from pixeldrop.models.tiny import evaluate
-from pixeldrop.models.tiny.data import build_dataset
+from pixeldrop.models.tiny import evaluate, train
+from pixeldrop.models.tiny.data import build_dataset, is_held_out_icon, on_background, render_icons
 
 GRID_PROMPTS = [
     "a red apple", "a cat", "a dog", "a smiling face", "a rocket", "a blue car", "two bananas",
@@ -58,12 +59,21 @@ def main() -> None:
     Image.fromarray(grid).resize((grid.shape[1] // 4, grid.shape[0] // 4), Image.LANCZOS).save(
         OUT / "tiny_grid_small.jpg", quality=88)
 
+    decoder = {}
+    if (Path(args.model) / "vae_64").exists():  # a grown 512 px decoder: how much it beats Lanczos
+        from diffusers import AutoencoderKL
+
+        small = AutoencoderKL.from_pretrained(Path(args.model) / "vae_64", torch_dtype=torch.float32).eval()
+        renders = [on_background(Image.open(p)) for p in render_icons(args.work_dir) if is_held_out_icon(p)]
+        decoder = {f"decoder_{k}": v for k, v in train.decoder_scores(
+            small, pipe.vae.float(), np.stack(renders[:64]), OUT / "decoder_grid.jpg").items()}
+
     data = build_dataset(args.work_dir)
     text = np.load(args.work_dir / "text.npy", mmap_mode="r")
     tower = evaluate.train_scorer(args.work_dir, data, text, pipe.tokenizer)
     metrics = evaluate.evaluate(pipe, tower, data, generator.num_inference_steps, generator.guidance_scale, args.n)
-    evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model)
-    for name, value in metrics.as_dict().items():
+    evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model, **decoder)
+    for name, value in {**metrics.as_dict(), **decoder}.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
     print(f"seconds per 512x512 image: {seconds:.2f}")
 

@@ -220,14 +220,21 @@ def generate(
 def train_tiny(
     work_dir: Annotated[Path, typer.Option(help="Checkpoints, caches and samples.")] = Path("~/.pixeldrop/tiny-training"),
     vae_steps: Annotated[int, typer.Option()] = 1500,
+    decoder_steps: Annotated[int, typer.Option(help="Steps for the 512 px decoder.")] = 800,
     unet_steps: Annotated[int, typer.Option()] = 100_000,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
+    init_from: Annotated[Optional[Path], typer.Option(
+        help="Start from an exported model (e.g. the shipped one) where the work folder has no checkpoint.")] = None,
     export: Annotated[Optional[Path], typer.Option(help="Only export the last checkpoint as a pipeline here.")] = None,
 ) -> None:
     """Train pixeldrop-tiny (resumes from the last checkpoint), or export it."""
     from pixeldrop.models.tiny import train
 
-    config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, unet_steps=unet_steps, threads=threads)
+    config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, decoder_steps=decoder_steps,
+                               unet_steps=unet_steps, threads=threads)
+    if init_from is not None:
+        written = train.seed_from_export(config, init_from)
+        err.print(f"seeded {', '.join(written) or 'nothing (checkpoints exist)'} from {init_from}")
     if export is not None:
         train.export(config, export)
         err.print(f"exported pixeldrop-tiny to {export}")

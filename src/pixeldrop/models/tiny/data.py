@@ -7,10 +7,16 @@ Names alone teach a model a dictionary, not a language, so a fixed-seed set of a
 with matching caption changes is added: hue shifts named by their colour, two copies side by
 side ("two apples"), two different emoji side by side ("a cat and a dog"), and coloured
 backgrounds. 10% of the base emoji (and everything made from them) are held out for evaluation.
+
+The 512 px decoder learns from sharp ground truth instead: the same Noto designs as SVGs, npm
+`@iconify-json/noto` (Apache-2.0), rendered at 512 px by resvg and composed with the same
+augmentations (`random_composition`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import subprocess
 import tarfile
@@ -23,6 +29,8 @@ from PIL import Image
 from .architecture import IMAGE_SIZE
 
 EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
+ICON_PACKAGE = "@iconify-json/noto@1.2.9"
+RENDER_SIZE = 512
 HELD_OUT_FRACTION = 0.10
 SEED = 1234
 
@@ -64,12 +72,18 @@ class Emoji:
     captions: list[str] = field(default_factory=list)
 
 
+def npm_package_dir(spec: str, cache_dir: Path) -> Path:
+    """Where `fetch_npm_package` keeps a package's files."""
+    return cache_dir / spec.replace("/", "_").replace("@", "_") / "package"
+
+
 def fetch_npm_package(spec: str, cache_dir: Path) -> Path:
     """Unpack an npm package (downloaded once with `npm pack`) and return its folder."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / spec.replace("/", "_").replace("@", "_")
-    if (target / "package" / "package.json").exists():
-        return target / "package"
+    package = npm_package_dir(spec, cache_dir)
+    if (package / "package.json").exists():
+        return package
+    target = package.parent
     out = subprocess.run(
         ["npm", "pack", spec, "--silent"], cwd=cache_dir, check=True, capture_output=True, text=True
     )
@@ -77,7 +91,7 @@ def fetch_npm_package(spec: str, cache_dir: Path) -> Path:
     with tarfile.open(tgz) as archive:
         archive.extractall(target, filter="data")
     tgz.unlink()
-    return target / "package"
+    return package
 
 
 def _article(phrase: str) -> str:
@@ -161,8 +175,9 @@ def hue_shift(image: Image.Image, degrees: float) -> Image.Image:
 
 
 def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
-    half = IMAGE_SIZE // 2
-    canvas = Image.new("RGBA", (IMAGE_SIZE, IMAGE_SIZE), (255, 255, 255, 0))
+    size = left.size[0]
+    half = size // 2
+    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 0))
     canvas.alpha_composite(left.resize((half, half), Image.LANCZOS), (0, half // 2))
     canvas.alpha_composite(right.resize((half, half), Image.LANCZOS), (half, half // 2))
     return canvas
@@ -245,3 +260,53 @@ def build_dataset(cache_dir: Path) -> dict:
     }
     np.savez(target, **data)
     return data
+
+
+def render_icons(cache_dir: Path, size: int = RENDER_SIZE) -> list[Path]:
+    """Every Noto emoji SVG rendered once at `size` px as an RGBA PNG; returns their paths."""
+    import resvg_py
+
+    folder = cache_dir / f"icons-{size}"
+    done = folder / "complete"
+    if not done.exists():
+        package = fetch_npm_package(ICON_PACKAGE, cache_dir / "npm")
+        icon_set = json.loads((package / "icons.json").read_text())
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, icon in sorted(icon_set["icons"].items()):
+            box = [icon.get("left", 0), icon.get("top", 0),
+                   icon.get("width", icon_set["width"]), icon.get("height", icon_set["height"])]
+            svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+                   f'viewBox="{" ".join(map(str, box))}">{icon["body"]}</svg>')
+            png = resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size)
+            (folder / f"{name}.png").write_bytes(bytes(png))
+        done.touch()
+    return sorted(folder.glob("*.png"))
+
+
+def is_held_out_icon(path: Path) -> bool:
+    """A fixed 10% of the icons, by name, kept out of decoder training to measure it."""
+    return hashlib.sha256(path.stem.encode()).digest()[0] < 256 * HELD_OUT_FRACTION
+
+
+def random_composition(icons: list[Path], rng: np.random.Generator) -> np.ndarray:
+    """One picture like those in the caption set (same kinds, same proportions), at render size."""
+    def icon() -> Image.Image:
+        return Image.open(io.BytesIO(icons[int(rng.integers(len(icons)))].read_bytes())).convert("RGBA")
+
+    kind = rng.choice(["emoji", "hue", "two", "pair", "background"], p=[0.34, 0.17, 0.13, 0.23, 0.13])
+    if kind == "emoji":
+        return on_background(icon())
+    if kind == "hue":
+        return on_background(hue_shift(icon(), float(rng.uniform(40, 320))))
+    if kind == "two":
+        image = icon()
+        return on_background(side_by_side(image, image))
+    if kind == "pair":
+        return on_background(side_by_side(icon(), icon()))
+    colours = sorted(BACKGROUNDS)
+    return on_background(icon(), BACKGROUNDS[colours[int(rng.integers(len(colours)))]])
+
+
+def downsample(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
+    """What the 64 px autoencoder sees of a render (Lanczos, as for the caption set)."""
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS))

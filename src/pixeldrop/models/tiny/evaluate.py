@@ -97,8 +97,10 @@ def _generate(pipe, prompts: list[str], seeds: list[int], steps: int, guidance: 
     for start in range(0, len(prompts), 16):
         batch, batch_seeds = prompts[start : start + 16], seeds[start : start + 16]
         generators = [torch.Generator().manual_seed(s) for s in batch_seeds]
-        out.append(pipe(batch, generator=generators, num_inference_steps=steps, guidance_scale=guidance,
-                        output_type="np").images)
+        images = pipe(batch, generator=generators, num_inference_steps=steps, guidance_scale=guidance,
+                      output_type="pt").images
+        # The scorer judges the 64 px view the caption set is made of, whatever the decoder's size.
+        out.append(F.interpolate(images, size=arch.IMAGE_SIZE, mode="area").permute(0, 2, 3, 1).numpy())
     return np.concatenate(out)
 
 
