@@ -193,6 +193,11 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     image = generator.generate(["a red ball"], [0])[0]
     assert image.size == (512, 512)
 
+    config.decoder_steps = 2  # a decoder stage that has not finished is not exported
+    partial = train.export(config, tmp_path / "partial")
+    assert json.loads((partial / "vae" / "config.json").read_text())["block_out_channels"] == list(arch.SMALL_VAE_CHANNELS)
+    assert not (partial / "vae_64").exists()
+
     # Another machine, no checkpoints: start from the export and go on training the UNet.
     fresh = train.TrainConfig(work_dir=tmp_path / "elsewhere", vae_steps=2, unet_steps=4, batch_size=4,
                               decoder_steps=1, checkpoint_every=1, sample_every=1000)

@@ -67,7 +67,9 @@ def train_scorer(work_dir: Path, data: dict, text: np.ndarray, tokenizer, steps:
         ids = data["caption_ids"][idx]
         chosen = ids[np.arange(len(idx)), rng.integers(0, (ids >= 0).sum(1))]
         images = torch.from_numpy(data["images"][idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
-        logits = tower(images) @ pooled[chosen].T * tower.log_temperature.exp()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # 4x faster on CPUs with AMX
+            embeds = tower(images).float()
+        logits = embeds @ pooled[chosen].T * tower.log_temperature.exp()
         # Several samples may share a caption: every sample with the same caption is a positive.
         same = torch.from_numpy(chosen[:, None] == chosen[None, :]).float()
         loss = -(F.log_softmax(logits, 1) * same / same.sum(1, keepdim=True)).sum(1).mean()

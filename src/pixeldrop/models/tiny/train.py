@@ -455,9 +455,10 @@ def export(cfg: TrainConfig, out_dir: Path) -> Path:
     """Save the EMA weights as a diffusers pipeline folder, fp16 safetensors.
 
     The MiniLM text encoder is not copied (90 MB): `pixeldrop.json` names the package it comes
-    from, and pixeldrop's loader passes it to `from_pretrained`. The 64 px autoencoder the UNet
-    was trained in goes to `vae_64/` (the pipeline does not load it): `seed_from_export` needs
-    it to continue training from a shipped model.
+    from, and pixeldrop's loader passes it to `from_pretrained`. The 512 px decoder goes in once
+    its stage has run all `decoder_steps` (a half-trained one draws worse than the enlarged 64 px
+    picture it replaces); the 64 px autoencoder the UNet was trained in then goes to `vae_64/`
+    (the pipeline does not load it): `seed_from_export` needs it to continue training.
     """
     import shutil
 
@@ -466,8 +467,8 @@ def export(cfg: TrainConfig, out_dir: Path) -> Path:
     decoder_path = cfg.work_dir / "decoder.pt"
     decoder_steps = 0
     vae = small
-    if decoder_path.exists():
-        state = torch.load(decoder_path, weights_only=False)
+    state = torch.load(decoder_path, weights_only=False) if decoder_path.exists() else {"step": 0}
+    if state["step"] >= cfg.decoder_steps > 0:
         vae, decoder_steps = arch.new_vae(arch.LARGE_VAE_CHANNELS), state["step"]
         vae.load_state_dict(state["model"])
     pipe = build_pipeline(vae.eval(), unet)
@@ -476,7 +477,8 @@ def export(cfg: TrainConfig, out_dir: Path) -> Path:
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
-    small.to(torch.float16).save_pretrained(tmp / "vae_64", safe_serialization=True)
+    if vae is not small:
+        small.to(torch.float16).save_pretrained(tmp / "vae_64", safe_serialization=True)
     shutil.rmtree(tmp / "text_encoder")
     (tmp / arch.RECIPE_NAME).write_text(json.dumps({
         "description": f"pixeldrop-tiny, trained {unet_steps} UNet steps on emoji (see MODEL_CARD.md)",
