@@ -220,7 +220,7 @@ def generate(
 def train_tiny(
     work_dir: Annotated[Path, typer.Option(help="Checkpoints, caches and samples.")] = Path("~/.pixeldrop/tiny-training"),
     vae_steps: Annotated[int, typer.Option()] = 1500,
-    decoder_steps: Annotated[int, typer.Option(help="Steps for the 512 px decoder.")] = 800,
+    decoder_steps: Annotated[int, typer.Option(help="Steps for the 512 px decoder (0 skips it).")] = 800,
     unet_steps: Annotated[int, typer.Option()] = 100_000,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
     init_from: Annotated[Optional[Path], typer.Option(

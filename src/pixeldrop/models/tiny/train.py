@@ -445,7 +445,8 @@ def train(cfg: TrainConfig) -> None:
     vae = None if (cfg.work_dir / "vae_normalised.pt").exists() else train_vae(cfg, data)
     latents = cache_latents(cfg, vae, data)
     small = normalised_vae(cfg)
-    train_decoder(cfg, small, data)
+    if cfg.decoder_steps > 0:  # 0: skip the 512 px decoder, train the UNet only
+        train_decoder(cfg, small, data)
     # The UNet trains (and draws its progress samples) with the 64 px autoencoder: same latents.
     pipe = build_pipeline(small, arch.new_unet())
     train_unet(cfg, data, latents, pipe)
