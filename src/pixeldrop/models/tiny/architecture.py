@@ -17,7 +17,6 @@ from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler,
 from transformers import BertModel, BertTokenizerFast
 
 IMAGE_SIZE = 64
-OUTPUT_SIZE = 512
 LATENT_SIZE = 16
 MAX_TOKENS = 24
 TEXT_DIM = 384
@@ -85,10 +84,8 @@ def grow_vae(small: AutoencoderKL) -> AutoencoderKL:
     dec_small, dec_large = small.decoder, large.decoder
     for name in ("conv_in", "mid_block", "conv_norm_out", "conv_out"):
         getattr(dec_large, name).load_state_dict(getattr(dec_small, name).state_dict())
-    # At 512 px a 3x3 neighbourhood lies inside one 64 px cell: fold the kernel into its centre.
-    kernel = dec_large.conv_out.weight
-    kernel[:, :, 1, 1] = kernel.sum(dim=(2, 3))
-    kernel[:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] = 0
+    # At 512 px a 3x3 neighbourhood lies inside one 64 px cell.
+    fold_to_centre(dec_large.conv_out)
     last = len(SMALL_VAE_CHANNELS) - 1
     for i, block in enumerate(dec_small.up_blocks):
         target = dec_large.up_blocks[i]
@@ -132,6 +129,19 @@ def encoder_front(large: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
     for block in large.encoder.down_blocks[:GROWN_LEVELS]:
         features = block(features)
     return features
+
+
+@torch.no_grad()
+def fold_to_centre(conv: torch.nn.Conv2d) -> torch.Tensor:
+    """Turn a 3x3 kernel into a 1x1 one (its sum at the centre): the same on flat inputs.
+
+    Returns the mask of the centre tap, to keep the kernel 1x1 while it trains.
+    """
+    centre = torch.zeros_like(conv.weight)
+    centre[:, :, 1, 1] = 1.0
+    conv.weight[:, :, 1, 1] = conv.weight.sum(dim=(2, 3))
+    conv.weight.mul_(centre)
+    return centre
 
 
 def _zero(conv: torch.nn.Conv2d) -> None:

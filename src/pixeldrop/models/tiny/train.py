@@ -254,11 +254,7 @@ def _pointwise_output(small: torch.nn.Module, data: dict, steps: int) -> torch.n
     trainable = [p for m in (decoder.up_blocks[-1], decoder.conv_norm_out, decoder.conv_out) for p in m.parameters()]
     for parameter in trainable:
         parameter.requires_grad_(True)
-    centre = torch.zeros_like(decoder.conv_out.weight)
-    centre[:, :, 1, 1] = 1.0
-    with torch.no_grad():
-        decoder.conv_out.weight[:, :, 1, 1] = decoder.conv_out.weight.sum(dim=(2, 3))
-        decoder.conv_out.weight.mul_(centre)
+    centre = arch.fold_to_centre(decoder.conv_out)
     opt = torch.optim.AdamW(trainable, lr=5e-4, weight_decay=0.0)
     train_idx = np.flatnonzero(~data["held_out"])
     rng = np.random.default_rng(0)
