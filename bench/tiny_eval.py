@@ -5,8 +5,9 @@ a 16-prompt x 4-seed grid at 512 px to look at.
     python bench/tiny_eval.py [--model DIR] [--work-dir ~/.pixeldrop/tiny-training] [--n 100]
 
 Needs the training work folder (dataset and text caches; `pixeldrop train-tiny` makes them).
-Writes bench/out/tiny_metrics.json, tiny_grid.jpg and decoder_grid.jpg (per row: Lanczos,
-learned decoder, true render) and prints the numbers.
+Writes bench/out/tiny_metrics.json, tiny_grid.jpg and upscaler_grid.jpg (per row: Lanczos,
+learned upscaler, true render; held-out icons), upscaler_generated.jpg (generated pictures:
+Lanczos | learned) and prints the numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PIL import Image
 from pixeldrop.generation import default_model
 from pixeldrop.generation.diffusers_backend import DiffusersGenerator
 from pixeldrop.models.tiny import evaluate, train
+from pixeldrop.models.tiny.architecture import CascadeAutoencoder
 from pixeldrop.models.tiny.data import build_dataset, is_held_out_icon, on_background, render_icons
 
 GRID_PROMPTS = [
@@ -31,6 +33,18 @@ GRID_PROMPTS = [
     "a green apple", "an umbrella", "a guitar", "photograph of a cat surfing",
 ]
 OUT = Path(__file__).parent / "out"
+
+
+@torch.no_grad()
+def compare_on_generated(pipe, prompts: list[str], path: Path) -> None:
+    """Generated pictures, one row each: the 64 px picture enlarged by Lanczos | the cascade's."""
+    latents = pipe(prompts, num_inference_steps=20, guidance_scale=5.0, output_type="latent",
+                   generator=torch.Generator().manual_seed(1)).images
+    painted = train._to_uint8(pipe.vae.decode(latents).sample.float().clamp(-1, 1))
+    small = train._to_uint8(pipe.vae.decode_small(latents).float().clamp(-1, 1))
+    rows = [np.concatenate([np.asarray(Image.fromarray(s).resize((512, 512), Image.LANCZOS)), p], 1)
+            for s, p in zip(small, painted)]
+    Image.fromarray(np.concatenate(rows, 0)).save(path, quality=90)
 
 
 def main() -> None:
@@ -59,21 +73,19 @@ def main() -> None:
     Image.fromarray(grid).resize((grid.shape[1] // 4, grid.shape[0] // 4), Image.LANCZOS).save(
         OUT / "tiny_grid_small.jpg", quality=88)
 
-    decoder = {}
-    if (Path(args.model) / "vae_64").exists():  # a grown 512 px decoder: how much it beats Lanczos
-        from diffusers import AutoencoderKL
-
-        small = AutoencoderKL.from_pretrained(Path(args.model) / "vae_64", torch_dtype=torch.float32).eval()
+    upscaler = {}
+    if isinstance(pipe.vae, CascadeAutoencoder):  # the learned 512 px upscaler: how much it beats Lanczos
         renders = [on_background(Image.open(p)) for p in render_icons(args.work_dir) if is_held_out_icon(p)]
-        decoder = {f"decoder_{k}": v for k, v in train.decoder_scores(
-            small, pipe.vae.float(), np.stack(renders[:64]), OUT / "decoder_grid.jpg").items()}
+        upscaler = {f"upscaler_{k}": v for k, v in train.upscaler_scores(
+            pipe.vae, np.stack(renders[:64]), OUT / "upscaler_grid.jpg").items()}
+        compare_on_generated(pipe, ["a red apple", "a cat", "a rocket", "a blue car"], OUT / "upscaler_generated.jpg")
 
     data = build_dataset(args.work_dir)
     text = np.load(args.work_dir / "text.npy", mmap_mode="r")
     tower = evaluate.train_scorer(args.work_dir, data, text, pipe.tokenizer)
     metrics = evaluate.evaluate(pipe, tower, data, generator.num_inference_steps, generator.guidance_scale, args.n)
-    evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model, **decoder)
-    for name, value in {**metrics.as_dict(), **decoder}.items():
+    evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model, **upscaler)
+    for name, value in {**metrics.as_dict(), **upscaler}.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")
     print(f"seconds per 512x512 image: {seconds:.2f}")
 

@@ -220,7 +220,7 @@ def generate(
 def train_tiny(
     work_dir: Annotated[Path, typer.Option(help="Checkpoints, caches and samples.")] = Path("~/.pixeldrop/tiny-training"),
     vae_steps: Annotated[int, typer.Option()] = 1500,
-    decoder_steps: Annotated[int, typer.Option(help="Steps for the 512 px decoder (0 skips it).")] = 800,
+    upscaler_steps: Annotated[int, typer.Option(help="Steps for the 64 -> 512 px upscaler (0 skips it).")] = 2000,
     unet_steps: Annotated[int, typer.Option()] = 100_000,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
     init_from: Annotated[Optional[Path], typer.Option(
@@ -230,7 +230,7 @@ def train_tiny(
     """Train pixeldrop-tiny (resumes from the last checkpoint), or export it."""
     from pixeldrop.models.tiny import train
 
-    config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, decoder_steps=decoder_steps,
+    config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, upscaler_steps=upscaler_steps,
                                unet_steps=unet_steps, threads=threads)
     if init_from is not None:
         written = train.seed_from_export(config, init_from)

