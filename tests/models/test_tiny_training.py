@@ -204,6 +204,9 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
         painted = generator.pipeline(["a red ball"], num_inference_steps=2, output_type="np").images
     assert painted.shape == (1, 512, 512, 3), "the pipeline itself paints 512 px, nothing resizes"
     assert generator.generate(["a red ball"], [0])[0].size == (512, 512)
+    fast = DiffusersGenerator(str(out), device="cpu", precision="fp32", decoder="tiny", num_inference_steps=2)
+    assert isinstance(fast.pipeline.vae, arch.CascadeAutoencoder), "TAESD cannot decode this model's latents"
+    assert fast.describe()["decoder"] == "full"
 
     config.upscaler_steps = 3  # an upscaler stage that has not finished is not exported
     partial = train.export(config, tmp_path / "partial")

@@ -136,6 +136,11 @@ class DiffusersGenerator:
         extra = {name: _load_component(spec, model) for name, spec in (self.recipe.components or {}).items()}
         log.info("loading %s on %s as %s", model, self.device, self.dtype)
         self.pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
+        if decoder == "tiny" and "vae" in extra:
+            # TAESD decodes Stable Diffusion's latents; a model that brings its own autoencoder
+            # (pixeldrop-tiny's cascade, 70 ms already) keeps it, with `--preset fast` too.
+            log.warning("%s brings its own autoencoder: keeping it instead of the tiny decoder", model)
+            decoder = "full"
         self.decoder = decoder
         if decoder == "tiny":
             self.pipeline.vae = load_tiny_decoder(model, self.dtype)
