@@ -62,6 +62,11 @@ class Server:
         self.wait_for("Uvicorn running on")
         return self
 
+    def demo_key(self) -> str:
+        """The key that a first run prints, indented on a line of its own."""
+        index = next(i for i, line in enumerate(self.lines) if "First run" in line)
+        return next(line.strip() for line in self.lines[index:] if line.strip().startswith("pd_"))
+
     def stop(self) -> None:
         self.process.terminate()
         try:

@@ -30,14 +30,8 @@ def server(home, tiny_model):
         server.stop()
 
 
-def demo_key(server: Server) -> str:
-    """The key that a first run prints, indented on a line of its own."""
-    index = next(i for i, line in enumerate(server.lines) if "First run" in line)
-    return next(line.strip() for line in server.lines[index:] if line.strip().startswith("pd_"))
-
-
 def test_first_run_prints_a_demo_key_and_the_seed_curl_snippet_works(server, tmp_path):
-    key = demo_key(server)
+    key = server.demo_key()
     result = tmp_path / "result.png"
     # The seed page's curl example, with our URL.
     subprocess.run(
@@ -53,7 +47,7 @@ def test_first_run_prints_a_demo_key_and_the_seed_curl_snippet_works(server, tmp
 
 
 def test_the_seed_python_snippet_works(server):
-    key = demo_key(server)
+    key = server.demo_key()
     r = requests.post(server.url + URL_PATH,
                       files={},
                       data={"prompt": "photograph of a cat surfing"},

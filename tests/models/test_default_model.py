@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
+import requests
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -15,6 +17,8 @@ from pixeldrop.models.tiny import WEIGHTS_DIR
 from pixeldrop.models.tiny.architecture import CascadeAutoencoder
 from pixeldrop.models.tiny.data import downsample
 from pixeldrop.settings import Settings
+
+from ..server import Server, cli, free_port
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +49,48 @@ def test_deterministic_for_a_seed_and_prompt_sensitive(generator):
     assert a.std() > 10, "not a blank image"
 
 
+def mostly_red(image: Image.Image) -> bool:
+    """A weak but real check of prompt adherence: most of the picture's saturated pixels are red."""
+    hsv = np.asarray(image.convert("HSV")).reshape(-1, 3).astype(int)
+    saturated = hsv[(hsv[:, 1] > 100) & (hsv[:, 2] > 60)]
+    hue = saturated[:, 0] * 360 / 255
+    return len(saturated) > 500 and ((hue < 20) | (hue > 340)).mean() > 0.5
+
+
 def test_a_red_apple_is_mostly_red(generator):
-    """A weak but real check of prompt adherence: the apple's saturated pixels are red."""
     images = generator.generate(["a red apple"] * 4, [1, 2, 3, 4])
-    reds = 0
-    for image in images:
-        hsv = np.asarray(image.convert("HSV")).reshape(-1, 3).astype(int)
-        saturated = hsv[(hsv[:, 1] > 100) & (hsv[:, 2] > 60)]
-        hue = saturated[:, 0] * 360 / 255
-        reds += ((hue < 20) | (hue > 340)).mean() > 0.5 if len(saturated) > 500 else 0
-    assert reds >= 3
+    assert sum(mostly_red(image) for image in images) >= 3
+
+
+def hub_unreachable(tmp_path) -> dict[str, str]:
+    """Environment for a process whose every HTTP request fails: proxies on a closed port, an empty
+    model cache, and no HF_HUB_OFFLINE to hide a download attempt behind."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    return {"HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "hf-cache"), "NO_PROXY": "", "no_proxy": "",
+            **{name: dead for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")}}
+
+
+def test_generate_and_the_api_make_a_red_apple_with_the_network_cut(tmp_path):
+    """The issue's "done": a fresh home, no model named, no hub reachable: the CLI and the API both
+    answer "a red apple" with a red 512x512 picture."""
+    home, offline = tmp_path / "home", hub_unreachable(tmp_path)
+    out = tmp_path / "apple.png"
+    made = cli(home, "generate", "a red apple", "-o", str(out), "--seed", "1", **offline)
+    assert made.returncode == 0, made.stderr
+    apple = Image.open(out)
+    assert apple.size == (512, 512) and mostly_red(apple)
+
+    server = Server(home, **offline)
+    try:
+        server.start()
+        answer = requests.post(server.url + "/text-to-image/v1", data={"prompt": "a red apple"},
+                               headers={"x-api-key": server.demo_key(), "accept": "image/png"}, timeout=120)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-remaining-credits"] == "98"
+    served = Image.open(io.BytesIO(answer.content))
+    assert served.format == "PNG" and served.size == (512, 512) and mostly_red(served)
 
 
 def test_the_pipeline_itself_paints_512_px(generator):
