@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     demo_account: bool = Field(default=True, description="On an empty database, make a demo account and print its key.")
 
     # Account pages (sign-up, keys, usage, playground)
+    signups_open: bool = Field(
+        default=True, description="Anyone may create an account at /signup; when false, only `pixeldrop accounts create`."
+    )
     session_secret: str | None = Field(
         default=None, description="Signs session cookies; default: generated once into $PIXELDROP_HOME/session_secret."
     )

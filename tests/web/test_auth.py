@@ -152,3 +152,20 @@ def test_sessions_survive_a_restart_with_a_secret_kept_in_the_home_folder(settin
     with running(settings, sqlite_db, tiny_generator) as other:
         other.cookies.set(COOKIE, cookie)
         assert other.get("/account", follow_redirects=False).status_code == 303
+
+
+def test_closed_sign_ups_create_no_account_and_no_page_links_to_them(settings, sqlite_db, tiny_generator):
+    with running(settings, sqlite_db, tiny_generator) as client:
+        assert 'href="/signup"' in client.get("/login").text  # open by default
+    settings.signups_open = False
+    with running(settings, sqlite_db, tiny_generator) as client:
+        page = client.get("/signup")
+        assert page.status_code == 403 and 'data-testid="signups-closed"' in page.text
+        assert 'action="/signup"' not in page.text
+        token = csrf(client, "/login")
+        tried = client.post("/signup", data={"csrf_token": token, "email": "bob@example.com", "password": PASSWORD})
+        assert tried.status_code == 403 and accounts.count_accounts(sqlite_db) == 0
+        assert 'href="/signup"' not in client.get("/login").text
+        accounts.create_account(sqlite_db, "bob@example.com", 10)  # the operator's way in
+        passwords.set_password(sqlite_db, "bob@example.com", PASSWORD)
+        assert log_in(client, "bob@example.com").status_code == 303

@@ -44,16 +44,24 @@ async def home(account: Annotated[AccountInfo | None, Depends(optional_account)]
     return RedirectResponse("/account" if account else "/login", status_code=303)
 
 
+def _signups_closed(request: Request) -> Response:
+    return render(request, "signup.html", status_code=403)
+
+
 @router.get("/signup")
 async def signup_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
     if account is not None:
         return RedirectResponse("/account", status_code=303)
+    if not Services.of(request).settings.signups_open:
+        return _signups_closed(request)
     return render(request, "signup.html", free_credits=Services.of(request).settings.free_credits)
 
 
 @router.post("/signup", dependencies=[Depends(require_csrf)])
 async def signup(request: Request, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "") -> Response:
     services = Services.of(request)
+    if not services.settings.signups_open:
+        return _signups_closed(request)
     try:
         _throttle(request)
         signed_in = await run_in_threadpool(passwords.sign_up, services.db, email, password,

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from pixeldrop.api.errors import status_for
+from pixeldrop.api.services import Services
 from pixeldrop.errors import PixeldropError, RateLimited
 
 from .sessions import CSRF_FIELD, CsrfFailed, NotSignedIn, csrf_token
@@ -56,8 +57,10 @@ templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 def render(request: Request, name: str, status_code: int = 200, headers: dict[str, str] | None = None,
            **context: Any) -> Response:
-    """A page; every template gets the CSRF token and the signed-in account (or None)."""
+    """A page; every template gets the CSRF token, the signed-in account (or None) and whether
+    visitors may sign up (so no page links to a closed sign-up form)."""
     context.setdefault("account", getattr(request.state, "account", None))
+    context["signups_open"] = Services.of(request).settings.signups_open
     context["csrf_token"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)
 
