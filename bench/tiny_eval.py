@@ -23,9 +23,11 @@ from PIL import Image
 
 from pixeldrop.generation import default_model
 from pixeldrop.generation.diffusers_backend import DiffusersGenerator
-from pixeldrop.models.tiny import evaluate, train
+from pixeldrop.models.tiny import evaluate
 from pixeldrop.models.tiny.architecture import CascadeAutoencoder
 from pixeldrop.models.tiny.data import build_dataset, is_held_out_icon, on_background, render_icons
+from pixeldrop.models.tiny.stage_tools import to_uint8
+from pixeldrop.models.tiny.upscaler_training import upscaler_scores
 
 GRID_PROMPTS = [
     "a red apple", "a cat", "a dog", "a smiling face", "a rocket", "a blue car", "two bananas",
@@ -40,8 +42,8 @@ def compare_on_generated(pipe, prompts: list[str], path: Path) -> None:
     """Generated pictures, one row each: the 64 px picture enlarged by Lanczos | the cascade's."""
     latents = pipe(prompts, num_inference_steps=20, guidance_scale=5.0, output_type="latent",
                    generator=torch.Generator().manual_seed(1)).images
-    painted = train._to_uint8(pipe.vae.decode(latents).sample.float().clamp(-1, 1))
-    small = train._to_uint8(pipe.vae.decode_small(latents).float().clamp(-1, 1))
+    painted = to_uint8(pipe.vae.decode(latents).sample.float().clamp(-1, 1))
+    small = to_uint8(pipe.vae.decode_small(latents).float().clamp(-1, 1))
     rows = [np.concatenate([np.asarray(Image.fromarray(s).resize((512, 512), Image.LANCZOS)), p], 1)
             for s, p in zip(small, painted)]
     Image.fromarray(np.concatenate(rows, 0)).save(path, quality=90)
@@ -76,7 +78,7 @@ def main() -> None:
     upscaler = {}
     if isinstance(pipe.vae, CascadeAutoencoder):  # the learned 512 px upscaler: how much it beats Lanczos
         renders = [on_background(Image.open(p)) for p in render_icons(args.work_dir) if is_held_out_icon(p)]
-        upscaler = {f"upscaler_{k}": v for k, v in train.upscaler_scores(
+        upscaler = {f"upscaler_{k}": v for k, v in upscaler_scores(
             pipe.vae, np.stack(renders[:64]), OUT / "upscaler_grid.jpg").items()}
         compare_on_generated(pipe, ["a red apple", "a cat", "a rocket", "a blue car"], OUT / "upscaler_generated.jpg")
 

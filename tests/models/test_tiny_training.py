@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pixeldrop.models.tiny import architecture as arch
-from pixeldrop.models.tiny import data, train
+from pixeldrop.models.tiny import data, stage_tools, train, upscaler_training
 
 
 def emoji_like(colour: tuple[int, int, int], size: int = 64) -> Image.Image:
@@ -129,7 +129,7 @@ def test_latent_normalisation_is_folded_exactly_into_the_vae():
     torch.manual_seed(0)
     vae = arch.new_vae().eval()
     images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3), dtype=np.uint8)
-    x = train._to_tensor(images)
+    x = stage_tools.to_tensor(images)
     with torch.no_grad():
         before = vae.decode(vae.encode(x).latent_dist.mean).sample
         train.normalise_latents(vae, {"images": images})
@@ -165,7 +165,7 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     dataset = synthetic_dataset()
     icons = synthetic_icons(tmp_path / "icons")
     monkeypatch.setattr(train, "build_dataset", lambda _work_dir: dataset)
-    monkeypatch.setattr(train, "render_icons", lambda _work_dir: icons)
+    monkeypatch.setattr(upscaler_training, "render_icons", lambda _work_dir: icons)
     config = train.TrainConfig(work_dir=tmp_path / "work", vae_steps=2, unet_steps=2, batch_size=4,
                                upscaler_steps=2, upscaler_batch_size=2, upscaler_joint_from=1,
                                checkpoint_every=1, sample_every=1000)

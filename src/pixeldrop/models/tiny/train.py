@@ -1,8 +1,10 @@
 """Training pixeldrop-tiny: autoencoder, cached latents, the 512 px upscaler, then the UNet.
 
 Every stage resumes from its last checkpoint in the work folder, so training may be stopped at
-any moment (a session ends, a laptop sleeps) and started again with the same command. Each
-checkpoint is written to a temporary file and renamed, so a kill mid-write loses nothing.
+any moment (a session ends, a laptop sleeps) and started again with the same command
+(`stage_tools.save_atomically`: a kill mid-write loses nothing). The upscaler's stage lives in
+`upscaler_training.py`; this module runs the stages in order, exports, and seeds checkpoints
+from an export.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import architecture as arch
-from .data import build_dataset, downsample, is_held_out_icon, on_background, random_composition, render_icons
+from .data import build_dataset
+from .stage_tools import log_record, progress_bar, save_atomically, to_tensor
+from .upscaler_training import train_upscaler
 
 SAMPLE_PROMPTS = [
     "a red apple", "a cat", "a green apple", "two dogs", "a smiling face", "a rocket",
@@ -53,27 +56,6 @@ class TrainConfig:
     seed: int = 0
 
 
-def _save_atomically(obj: object, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
-    )
-
-
-def _log(work_dir: Path, record: dict) -> None:
-    with open(work_dir / "log.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def _to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
 
 def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
     path = cfg.work_dir / "vae.pt"
@@ -88,13 +70,13 @@ def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
     if step >= cfg.vae_steps:
         return vae.eval()
     train_idx = np.flatnonzero(~data["held_out"])
-    eval_images = _to_tensor(data["images"][np.flatnonzero(data["held_out"])[:256]])
+    eval_images = to_tensor(data["images"][np.flatnonzero(data["held_out"])[:256]])
     rng = np.random.default_rng(cfg.seed + step)
     vae.train()
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("autoencoder", total=cfg.vae_steps, completed=step, status="")
         while step < cfg.vae_steps:
-            x = _to_tensor(data["images"][rng.choice(train_idx, cfg.batch_size)])
+            x = to_tensor(data["images"][rng.choice(train_idx, cfg.batch_size)])
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 posterior = vae.encode(x).latent_dist
                 recon = vae.decode(posterior.sample()).sample.float()
@@ -108,8 +90,8 @@ def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
                 psnr = _psnr(vae, eval_images)
                 vae.train()
                 progress.update(task, status=f"loss {loss.item():.4f} held-out PSNR {psnr:.1f} dB")
-                _log(cfg.work_dir, {"stage": "vae", "step": step, "loss": loss.item(), "psnr": psnr})
-                _save_atomically({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, path)
+                log_record(cfg.work_dir, {"stage": "vae", "step": step, "loss": loss.item(), "psnr": psnr})
+                save_atomically({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, path)
             progress.update(task, completed=step)
     return vae.eval()
 
@@ -133,7 +115,7 @@ def normalise_latents(vae: torch.nn.Module, data: dict) -> None:
     """
     means = []
     for start in range(0, len(data["images"]), 256):
-        means.append(vae.encode(_to_tensor(data["images"][start : start + 256])).latent_dist.mean)
+        means.append(vae.encode(to_tensor(data["images"][start : start + 256])).latent_dist.mean)
     latents = torch.cat(means)
     mu = latents.mean(dim=(0, 2, 3))
     sigma = latents.std(dim=(0, 2, 3))
@@ -155,12 +137,12 @@ def cache_latents(cfg: TrainConfig, vae: torch.nn.Module | None, data: dict) -> 
     if not path.exists():
         if not (cfg.work_dir / "vae_normalised.pt").exists():
             normalise_latents(vae, data)
-            _save_atomically({"model": vae.state_dict(), "step": cfg.vae_steps, "normalised": True},
+            save_atomically({"model": vae.state_dict(), "step": cfg.vae_steps, "normalised": True},
                              cfg.work_dir / "vae_normalised.pt")
         vae = normalised_vae(cfg)
         means, stds = [], []
         for start in range(0, len(data["images"]), 256):
-            dist = vae.encode(_to_tensor(data["images"][start : start + 256])).latent_dist
+            dist = vae.encode(to_tensor(data["images"][start : start + 256])).latent_dist
             means.append(dist.mean.half().numpy())
             stds.append(dist.std.half().numpy())
         np.savez(path.with_suffix(".tmp.npz"), mean=np.concatenate(means), std=np.concatenate(stds))
@@ -174,151 +156,6 @@ def normalised_vae(cfg: TrainConfig) -> torch.nn.Module:
     return vae.eval()
 
 
-def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAutoencoder:
-    """Teach the cascade to paint SVG renders at 512 px from the latents of their 64 px view.
-
-    Two phases. First the upscaler learns alone, from the 64 px decoder's pictures. Then, from
-    `upscaler_joint_from` steps, the 64 px decoder fine-tunes with it (its L1/MSE training left
-    blotches that an upscaler can only enlarge) and a small patch discriminator joins (hinge
-    loss, as in the autoencoders of taming-transformers and Stable Diffusion: pixel losses
-    alone leave soft the edges they cannot place exactly). The encoder stays frozen, so the
-    latent space (the UNet's world) does not move; an L1 term on the 64 px picture keeps it a
-    picture. Latents are sampled, not the mean, so the cascade copes with imprecise ones.
-    """
-    path = cfg.work_dir / "upscaler.pt"
-    cascade = arch.CascadeAutoencoder.around(small)
-    cascade.requires_grad_(False)
-    decoder = [p for m in (cascade.decoder, cascade.post_quant_conv) for p in m.parameters()]
-    cascade.upscaler.requires_grad_(True)
-    cascade.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW([
-        {"params": cascade.upscaler.parameters(), "lr": cfg.upscaler_lr},
-        {"params": decoder, "lr": cfg.upscaler_lr / 5},
-    ], weight_decay=0.0)
-    critic = _patch_discriminator().to(memory_format=torch.channels_last)
-    critic_opt = torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
-    step = 0
-    if path.exists():
-        state = torch.load(path, weights_only=False)
-        cascade.load_state_dict(state["model"])
-        step = state["step"]
-        if "opt" in state:
-            opt.load_state_dict(state["opt"])
-            critic.load_state_dict(state["critic"])
-            critic_opt.load_state_dict(state["critic_opt"])
-    if step >= cfg.upscaler_steps:
-        return cascade.eval()
-    icons = render_icons(cfg.work_dir)
-    train_icons = [p for p in icons if not is_held_out_icon(p)]
-    eval_renders = np.stack([on_background(Image.open(p)) for p in icons if is_held_out_icon(p)][:32])
-    rng = np.random.default_rng(cfg.seed + 104_729 * step)
-    base_lrs = [cfg.upscaler_lr, cfg.upscaler_lr / 5]  # the upscaler's, the decoder's
-    cascade.train()
-    with _progress() as progress:
-        task = progress.add_task("512 px upscaler", total=cfg.upscaler_steps, completed=step, status="")
-        while step < cfg.upscaler_steps:
-            renders = np.stack([random_composition(train_icons, rng) for _ in range(cfg.upscaler_batch_size)])
-            target = _to_tensor(renders).contiguous(memory_format=torch.channels_last)
-            view = _to_tensor(np.stack([downsample(r) for r in renders]))
-            factor = _warmup_cosine(step, cfg.upscaler_steps, warmup=100)
-            for group, lr in zip(opt.param_groups, base_lrs):
-                group["lr"] = lr * factor
-            joint = step >= cfg.upscaler_joint_from
-            for parameter in decoder:
-                parameter.requires_grad_(joint)
-            with torch.no_grad():
-                latents = cascade.encode(view).latent_dist.sample()
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                pictures = cascade.decode_small(latents).float()
-                images = cascade.upscaler(pictures.clamp(-1, 1)).float()
-            loss = F.l1_loss(images, target) + 0.5 * _edge_loss(images, target)
-            if joint:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    critic_loss = (F.relu(1 - critic(target).float()).mean()
-                                   + F.relu(1 + critic(images.detach()).float()).mean())
-                critic_opt.zero_grad(set_to_none=True)
-                critic_loss.backward()
-                critic_opt.step()
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    adversarial = -critic(images).float().mean()
-                loss = loss + 0.5 * F.l1_loss(pictures, view) + cfg.upscaler_adversarial_weight * adversarial
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for params in (cascade.upscaler.parameters(), decoder):  # apart: neither's norm throttles the other
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            progress.update(task, completed=step, status=f"loss {loss.item():.4f}")
-            if step % cfg.checkpoint_every == 0 or step == cfg.upscaler_steps:
-                scores = upscaler_scores(cascade, eval_renders, cfg.work_dir / "samples" / f"upscaler-{step:05d}.jpg")
-                cascade.train()
-                progress.update(task, status=f"held-out PSNR {scores['psnr']:.2f} dB (Lanczos {scores['psnr_lanczos']:.2f})")
-                _log(cfg.work_dir, {"stage": "upscaler", "step": step, "loss": loss.item(), "time": time.time(),
-                                    "joint": joint, **scores})
-                _save_atomically({"model": cascade.state_dict(), "opt": opt.state_dict(), "critic": critic.state_dict(),
-                                  "critic_opt": critic_opt.state_dict(), "step": step}, path)
-    return cascade.eval()
-
-
-def _patch_discriminator() -> torch.nn.Module:
-    """Judges 512 px pictures in overlapping ~70 px patches (pix2pix's PatchGAN, spectral norm)."""
-    def down(channels_in: int, channels_out: int, stride: int) -> list[torch.nn.Module]:
-        return [torch.nn.utils.parametrizations.spectral_norm(torch.nn.Conv2d(channels_in, channels_out, 4, stride, 1)),
-                torch.nn.LeakyReLU(0.2)]
-
-    return torch.nn.Sequential(*down(3, 32, 2), *down(32, 64, 2), *down(64, 128, 2), *down(128, 128, 1),
-                               torch.nn.Conv2d(128, 1, 3, 1, 1))
-
-
-def _warmup_cosine(step: int, total: int, warmup: int) -> float:
-    """Learning-rate factor: linear warm-up, then cosine down to a tenth."""
-    return min(1.0, (step + 1) / warmup) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(step / total, 1.0))))
-
-
-@torch.no_grad()
-def _small_pictures(cascade: arch.CascadeAutoencoder, renders: np.ndarray) -> torch.Tensor:
-    """What the 64 px autoencoder gives back for renders seen at 64 px: the upscaler's input."""
-    latents = cascade.encode(_to_tensor(np.stack([downsample(r) for r in renders]))).latent_dist.mean
-    return cascade.decode_small(latents).clamp(-1, 1)
-
-
-def _edge_loss(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L1 between horizontal and vertical differences: rewards edges that are as sharp as the render's."""
-    return sum(F.l1_loss(d(images), d(target)) for d in (_dx, _dy))
-
-
-def _dx(images: torch.Tensor) -> torch.Tensor:
-    return images[..., :, 1:] - images[..., :, :-1]
-
-
-def _dy(images: torch.Tensor) -> torch.Tensor:
-    return images[..., 1:, :] - images[..., :-1, :]
-
-
-@torch.no_grad()
-def upscaler_scores(cascade: arch.CascadeAutoencoder, renders: np.ndarray, grid: Path | None = None) -> dict:
-    """PSNR at 512 px against true renders: the cascade's picture and, as the baseline it
-    replaces, the 64 px picture enlarged by Lanczos. `grid` gets rows of Lanczos | learned | render."""
-    cascade.eval()
-    target = _to_tensor(renders)
-    small_images = _small_pictures(cascade, renders)
-    learned = torch.cat([cascade.upscaler(batch) for batch in small_images.split(8)]).clamp(-1, 1)
-    lanczos = _to_tensor(np.stack([np.asarray(Image.fromarray(image).resize(renders.shape[1:3], Image.LANCZOS))
-                                   for image in _to_uint8(small_images)]))
-    if grid is not None:
-        grid.parent.mkdir(exist_ok=True)
-        rows = [torch.cat([lanczos[i], learned[i], target[i]], dim=2) for i in range(0, len(renders), 8)[:4]]
-        Image.fromarray(_to_uint8(torch.cat(rows, dim=1)[None])[0]).save(grid, quality=90)
-
-    def psnr(images: torch.Tensor) -> float:
-        return 10 * math.log10(4.0 / max(F.mse_loss(images, target).item(), 1e-10))
-
-    return {"psnr": psnr(learned), "psnr_lanczos": psnr(lanczos)}
-
-
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    return ((images + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
 
 @torch.no_grad()
 def cache_text(cfg: TrainConfig, pipe: StableDiffusionPipeline, captions: np.ndarray) -> np.ndarray:
@@ -330,7 +167,7 @@ def cache_text(cfg: TrainConfig, pipe: StableDiffusionPipeline, captions: np.nda
     path = cfg.work_dir / "text.npy"
     if not path.exists():
         out = np.zeros((len(captions), arch.MAX_TOKENS, arch.TEXT_DIM), dtype=np.float16)
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task("text states", total=len(captions), status="")
             for start in range(0, len(captions), 256):
                 batch = [str(c) for c in captions[start : start + 256]]
@@ -374,7 +211,7 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
     rng = np.random.default_rng(cfg.seed + 7919 * step)
     unet.train()
     started, last = time.time(), step
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task("unet", total=cfg.unet_steps, completed=step, status="")
         while step < cfg.unet_steps:
             idx = rng.choice(train_idx, cfg.batch_size)
@@ -405,10 +242,10 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
             step += 1
             progress.update(task, completed=step, status=f"loss {loss.item():.4f}")
             if step % 50 == 0:
-                _log(cfg.work_dir, {"stage": "unet", "step": step, "loss": loss.item(),
+                log_record(cfg.work_dir, {"stage": "unet", "step": step, "loss": loss.item(),
                                     "s_per_step": (time.time() - started) / max(step - last, 1)})
             if step % cfg.checkpoint_every == 0:
-                _save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(),
+                save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(),
                                   "ema": ema.state_dict(), "step": step}, path)
             if step % cfg.sample_every == 0:
                 save_samples(cfg, pipe, ema, step)
@@ -525,11 +362,11 @@ def seed_from_export(cfg: TrainConfig, folder: Path) -> list[str]:
     if not (cfg.work_dir / "vae_normalised.pt").exists():
         # A cascade's 64 px decoder has been fine-tuned; the encoder, hence the latents, are the same.
         small = vae.small() if is_cascade else vae
-        _save_atomically({"model": small.state_dict(), "step": cfg.vae_steps, "normalised": True},
+        save_atomically({"model": small.state_dict(), "step": cfg.vae_steps, "normalised": True},
                          cfg.work_dir / "vae_normalised.pt")
         written.append("vae_normalised.pt")
     if is_cascade and not (cfg.work_dir / "upscaler.pt").exists():
-        _save_atomically({"model": vae.state_dict(), "step": steps.get("upscaler_steps", cfg.upscaler_steps)},
+        save_atomically({"model": vae.state_dict(), "step": steps.get("upscaler_steps", cfg.upscaler_steps)},
                          cfg.work_dir / "upscaler.pt")
         written.append("upscaler.pt")
     if not (cfg.work_dir / "unet.pt").exists():
@@ -537,7 +374,7 @@ def seed_from_export(cfg: TrainConfig, folder: Path) -> list[str]:
         ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
         ema.optimization_step = steps.get("unet_steps", 0)
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
-        _save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
+        save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
                           "step": steps.get("unet_steps", 0)}, cfg.work_dir / "unet.pt")
         written.append("unet.pt")
     return written
