@@ -52,9 +52,10 @@ def _signups_closed(request: Request) -> Response:
 async def signup_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
     if account is not None:
         return RedirectResponse("/account", status_code=303)
-    if not Services.of(request).settings.signups_open:
+    settings = Services.of(request).settings
+    if not settings.signups_open:
         return _signups_closed(request)
-    return render(request, "signup.html", free_credits=Services.of(request).settings.free_credits)
+    return render(request, "signup.html", free_credits=settings.free_credits)
 
 
 @router.post("/signup", dependencies=[Depends(require_csrf)])

@@ -56,7 +56,6 @@ class TrainConfig:
     seed: int = 0
 
 
-
 def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
     path = cfg.work_dir / "vae.pt"
     vae = arch.new_vae()
@@ -138,7 +137,7 @@ def cache_latents(cfg: TrainConfig, vae: torch.nn.Module | None, data: dict) -> 
         if not (cfg.work_dir / "vae_normalised.pt").exists():
             normalise_latents(vae, data)
             save_atomically({"model": vae.state_dict(), "step": cfg.vae_steps, "normalised": True},
-                             cfg.work_dir / "vae_normalised.pt")
+                            cfg.work_dir / "vae_normalised.pt")
         vae = normalised_vae(cfg)
         means, stds = [], []
         for start in range(0, len(data["images"]), 256):
@@ -243,10 +242,10 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
             progress.update(task, completed=step, status=f"loss {loss.item():.4f}")
             if step % 50 == 0:
                 log_record(cfg.work_dir, {"stage": "unet", "step": step, "loss": loss.item(),
-                                    "s_per_step": (time.time() - started) / max(step - last, 1)})
+                                          "s_per_step": (time.time() - started) / max(step - last, 1)})
             if step % cfg.checkpoint_every == 0:
                 save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(),
-                                  "ema": ema.state_dict(), "step": step}, path)
+                                "ema": ema.state_dict(), "step": step}, path)
             if step % cfg.sample_every == 0:
                 save_samples(cfg, pipe, ema, step)
                 unet.train()
@@ -363,11 +362,11 @@ def seed_from_export(cfg: TrainConfig, folder: Path) -> list[str]:
         # A cascade's 64 px decoder has been fine-tuned; the encoder, hence the latents, are the same.
         small = vae.small() if is_cascade else vae
         save_atomically({"model": small.state_dict(), "step": cfg.vae_steps, "normalised": True},
-                         cfg.work_dir / "vae_normalised.pt")
+                        cfg.work_dir / "vae_normalised.pt")
         written.append("vae_normalised.pt")
     if is_cascade and not (cfg.work_dir / "upscaler.pt").exists():
         save_atomically({"model": vae.state_dict(), "step": steps.get("upscaler_steps", cfg.upscaler_steps)},
-                         cfg.work_dir / "upscaler.pt")
+                        cfg.work_dir / "upscaler.pt")
         written.append("upscaler.pt")
     if not (cfg.work_dir / "unet.pt").exists():
         unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
@@ -375,6 +374,6 @@ def seed_from_export(cfg: TrainConfig, folder: Path) -> list[str]:
         ema.optimization_step = steps.get("unet_steps", 0)
         opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
         save_atomically({"model": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
-                          "step": steps.get("unet_steps", 0)}, cfg.work_dir / "unet.pt")
+                        "step": steps.get("unet_steps", 0)}, cfg.work_dir / "unet.pt")
         written.append("unet.pt")
     return written

@@ -104,9 +104,9 @@ def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAuto
                 cascade.train()
                 progress.update(task, status=f"held-out PSNR {scores['psnr']:.2f} dB (Lanczos {scores['psnr_lanczos']:.2f})")
                 log_record(cfg.work_dir, {"stage": "upscaler", "step": step, "loss": loss.item(), "time": time.time(),
-                                    "joint": joint, **scores})
+                                          "joint": joint, **scores})
                 save_atomically({"model": cascade.state_dict(), "opt": opt.state_dict(), "critic": critic.state_dict(),
-                                  "critic_opt": critic_opt.state_dict(), "step": step}, path)
+                                "critic_opt": critic_opt.state_dict(), "step": step}, path)
     return cascade.eval()
 
 
