@@ -88,3 +88,28 @@ def test_set_password_prompts_twice_and_never_takes_the_password_as_an_argument(
         assert passwords.authenticate(db, "carol@example.com", "long enough pw").account.email == "carol@example.com"
     finally:
         db.close()
+
+
+def test_the_demo_key_is_printed_to_standard_output_and_never_logged(tmp_path, capsys, caplog):
+    """`serve` logs through `logging` to standard error, the server's log: the demo key must
+    reach the operator's terminal without passing through either."""
+    import logging
+
+    from pixeldrop import accounts, cli
+    from pixeldrop.settings import Settings
+    from pixeldrop.storage import Database
+
+    settings = Settings(home=tmp_path / "home", _env_file=None)
+    db = Database.open(settings.resolved_database_url)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            cli._ensure_demo_account(settings, db)
+        out, err = capsys.readouterr()
+        lines = out.splitlines()
+        first_run = next(i for i, line in enumerate(lines) if "First run" in line)
+        key = next(line.strip() for line in lines[first_run:] if line.strip().startswith("pd_"))
+        assert accounts.verify_key(db, key).name == "demo"
+        assert key not in err
+        assert not [record for record in caplog.records if key in record.getMessage()]
+    finally:
+        db.close()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
+from pixeldrop.accounts.keys import PREFIX_LENGTH, revoke_own_key
 from pixeldrop.errors import InvalidApiKey, KeyNotFound
 from pixeldrop.storage import ApiKey
 
@@ -50,9 +51,21 @@ def test_revoking_a_key_keeps_the_accounts_credits(db):
 
 
 def test_revoke_scoped_to_an_account_cannot_touch_others(db):
-    accounts.create_account(db, "dave@example.com", free_credits=0)
+    dave = accounts.create_account(db, "dave@example.com", free_credits=0)
     mallory = accounts.create_account(db, "mallory@example.com", free_credits=0)
     victim = accounts.create_key(db, "dave@example.com")
     with pytest.raises(KeyNotFound):
-        accounts.revoke_key(db, victim.info.prefix, account_id=mallory.id)
+        revoke_own_key(db, victim.info.prefix, mallory.id)
     assert accounts.verify_key(db, victim.key).active
+    assert not revoke_own_key(db, victim.info.prefix, dave.id).active
+
+
+def test_an_accounts_own_revoke_takes_a_prefix_never_a_whole_key(db):
+    """The pages put what they revoke in a URL, which access logs keep."""
+    account = accounts.create_account(db, "erin@example.com", free_credits=0)
+    new = accounts.create_key(db, "erin@example.com")
+    for named in (new.key, new.key[:12], f" {new.info.prefix}", new.info.prefix.upper()):
+        with pytest.raises(KeyNotFound) as refused:
+            revoke_own_key(db, named, account.id)
+        assert new.key[PREFIX_LENGTH:] not in refused.value.message
+    assert accounts.verify_key(db, new.key).active

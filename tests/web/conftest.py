@@ -35,9 +35,12 @@ def csrf(client: TestClient, path: str = "/login") -> str:
 
 
 def sign_up(client: TestClient, email: str = "alice@example.com", password: str = PASSWORD) -> None:
+    """Sign up, then log in: signing up signs nobody in (its answer must not tell a taken email)."""
     answer = client.post("/signup", data={"csrf_token": csrf(client, "/signup"), "email": email, "password": password},
                          follow_redirects=False)
-    assert answer.status_code == 303 and answer.headers["location"].startswith("/account"), answer.text
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login?signed_up=1"), answer.text
+    signed_in = log_in(client, email, password)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/account", signed_in.text
 
 
 def log_in(client: TestClient, email: str, password: str = PASSWORD, **extra):

@@ -62,6 +62,18 @@ def test_revoking_keeps_the_credits_and_the_api_refuses_the_key(client, sqlite_d
     assert api_call(client, second).headers["x-remaining-credits"] == "98"
 
 
+def test_pages_revoke_keys_by_prefix_and_refuse_a_whole_key_in_the_url(client, sqlite_db):
+    """Access logs keep URLs: a page names a key by its prefix, and a whole key there revokes nothing."""
+    sign_up(client)
+    key = create_key(client)
+    assert f'action="/account/keys/{key[:11]}/revoke"' in client.get("/account").text
+    answer = client.post(f"/account/keys/{key}/revoke", data={"csrf_token": csrf(client, "/account")},
+                         follow_redirects=False)
+    assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
+    assert key[11:] not in answer.text
+    assert accounts.verify_key(sqlite_db, key).active
+
+
 def test_buying_is_disabled_without_stripe_keys_and_says_how_credits_are_added(client, sqlite_db):
     sign_up(client)
     page = client.get("/account").text

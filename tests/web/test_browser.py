@@ -76,16 +76,26 @@ def test_a_user_signs_up_manages_keys_generates_buys_credits_and_logs_out(browse
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.url)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
     page = context.new_page()
+    # The pages' Content-Security-Policy allows no inline script or style: Chromium reports
+    # anything it blocks on the console.
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text
+            else None)
     shot = lambda name: page.screenshot(path=str(artifacts_dir / f"web-{name}.png"), full_page=True)  # noqa: E731
     balance = page.get_by_test_id("balance")
 
-    # Sign up: 100 free credits.
+    # Sign up, then log in (signing up signs nobody in): 100 free credits.
     page.goto("/signup")
     shot("signup")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign up", exact=True).click()
-    expect(page).to_have_url(re.compile(r"/account"))
+    expect(page).to_have_url(re.compile(r"/login\?signed_up=1"))
+    expect(page.get_by_test_id("signed-up")).to_be_visible()
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page).to_have_url(re.compile(r"/account\?welcome=1"))
     expect(balance).to_have_text("100")
 
     # Create a key: shown once, copied with the button.
@@ -156,19 +166,27 @@ def test_a_user_signs_up_manages_keys_generates_buys_credits_and_logs_out(browse
     page.locator("#buy").scroll_into_view_if_needed()
     shot("account-after-purchase")
 
-    # Log out: the account is no longer reachable.
+    # Log out: the account is no longer reachable, not even with a copy of the cookie saved before.
+    saved = context.cookies()
     page.get_by_role("button", name="Log out", exact=True).click()
     expect(page).to_have_url(re.compile(r"/login"))
     expect(page.get_by_role("status")).to_contain_text("logged out")
     page.goto("/account")
     expect(page).to_have_url(re.compile(r"/login\?next=/account"))
     shot("login")
+    copy = browser.new_context(base_url=server.url)
+    copy.add_cookies(saved)
+    replayed = copy.new_page()
+    replayed.goto("/account")
+    expect(replayed).to_have_url(re.compile(r"/login\?next=/account"))
+    copy.close()
 
     # And back in with the same password, to the same balance.
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in", exact=True).click()
     expect(balance).to_have_text("594")
+    assert blocked == []
     context.close()
 
 

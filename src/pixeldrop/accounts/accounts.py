@@ -23,11 +23,18 @@ class AccountInfo:
     created_at: datetime
 
 
-def _info(account: Account) -> AccountInfo:
+def account_info(account: Account) -> AccountInfo:
     return AccountInfo(account.id, account.email, account.credits, account.created_at)
 
 
 def normalise_email(email: str) -> str:
+    """The one form of an address that accounts are stored, found and rate-limited by.
+
+    email-validator's normalisation (NFC; the domain through IDNA, so `ｅxample.com` with a
+    fullwidth e is `example.com`), then lower case. Everything that takes an email from outside
+    (sign-up, sign-in and its per-email limit, the CLI) goes through this function, so that two
+    spellings of one address can never be counted or matched apart.
+    """
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as error:
@@ -49,7 +56,7 @@ def create_account(db: Database, email: str, free_credits: int, password_hash: s
             if free_credits > 0:
                 credits.grant(session, account.id, free_credits, "free", note="free credits for a new account")
             session.refresh(account)
-            return _info(account)
+            return account_info(account)
     except IntegrityError:
         raise AccountExists(f"An account for {address} already exists.") from None
 
@@ -60,7 +67,7 @@ def get_account(db: Database, email: str) -> AccountInfo:
         account = session.scalar(select(Account).where(Account.email == address))
         if account is None:
             raise AccountNotFound(f"No account for {address}.")
-        return _info(account)
+        return account_info(account)
 
 
 def get_account_by_id(db: Database, account_id: int) -> AccountInfo:
@@ -68,7 +75,7 @@ def get_account_by_id(db: Database, account_id: int) -> AccountInfo:
         account = session.get(Account, account_id)
         if account is None:
             raise AccountNotFound("No such account.")
-        return _info(account)
+        return account_info(account)
 
 
 def count_accounts(db: Database) -> int:

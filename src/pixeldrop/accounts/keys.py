@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from pixeldrop.storage import ApiKey, Database, utcnow
 from .accounts import get_account
 
 PREFIX_LENGTH = 11  # "pd_" + 8 hex characters
+PREFIX_SHAPE = re.compile(r"pd_[0-9a-f]{8}")
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,23 @@ def list_keys(db: Database, email: str) -> list[KeyInfo]:
         return [_info(row) for row in rows]
 
 
-def revoke_key(db: Database, key_or_prefix: str, account_id: int | None = None) -> KeyInfo:
-    """Revoke by full key or by prefix; with `account_id`, only that account's keys."""
-    prefix = key_or_prefix.strip()[:PREFIX_LENGTH]
+def revoke_key(db: Database, key_or_prefix: str) -> KeyInfo:
+    """The operator's revoke (the CLI): any account's key, by prefix or by the whole key."""
+    return _revoke(db, key_or_prefix.strip()[:PREFIX_LENGTH], account_id=None)
+
+
+def revoke_own_key(db: Database, prefix: str, account_id: int) -> KeyInfo:
+    """The account pages' revoke: only the account's own keys, and only by prefix.
+
+    Pages name a key in their URLs, which access logs keep: a whole key there would be a
+    secret in the logs, so anything but a prefix is not found rather than cut down to one.
+    """
+    if not PREFIX_SHAPE.fullmatch(prefix):
+        raise KeyNotFound("Keys are revoked by their prefix, such as pd_1a2b3c4d.")
+    return _revoke(db, prefix, account_id)
+
+
+def _revoke(db: Database, prefix: str, account_id: int | None) -> KeyInfo:
     with db.session() as session:
         query = select(ApiKey).where(ApiKey.prefix == prefix)
         if account_id is not None:

@@ -1,33 +1,40 @@
-"""Passwords for the account pages: argon2id hashes (argon2-cffi), never the password itself.
+"""Passwords and sign-in sessions for the account pages.
 
-Accounts made with the CLI have no password, and cannot sign in, until the operator runs
-`pixeldrop accounts set-password`. An unknown email, an account without a password and a wrong
-password all raise the same `InvalidCredentials` after the same work (a hash is verified every
-time), so neither the answer nor its timing tells which addresses have accounts.
+Passwords are argon2id hashes (argon2-cffi), never the password itself. Accounts made with the
+CLI have no password, and cannot sign in, until the operator runs `pixeldrop accounts
+set-password`. An unknown email, an account without a password and a wrong password all raise
+the same `InvalidCredentials` after the same work (a hash is verified every time), so neither
+the answer nor its timing tells which addresses have accounts.
 
-A signed-in browser holds the account id and a *stamp* of the password hash. Setting a new
-password changes the stamp, which signs out every browser that signed in with the old one.
+Signing in starts a session: a random token for the browser to hold, of which the database
+keeps only the SHA-256 (the token carries 256 random bits; a copy of the table signs nobody
+in). A session ends when its browser signs out (its row is deleted), when the account's password
+is set anew (all the account's rows are deleted), or `SESSION_LIFETIME` after it began. The rows
+live in the database, not in a server's memory, so that every server sharing the database
+refuses a session the moment it ends.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
+import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select
 
 from pixeldrop.errors import AccountNotFound, InvalidCredentials, InvalidInput
-from pixeldrop.storage import Account, Database
+from pixeldrop.storage import Account, BrowserSession, Database, utcnow
 
-from .accounts import AccountInfo, create_account, normalise_email
+from .accounts import AccountInfo, account_info, create_account, normalise_email
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 would take more; a bound keeps one request's work bounded
 INVALID = "Invalid email or password."
+SESSION_LIFETIME = timedelta(days=14)
 
 # argon2id with argon2-cffi's defaults (RFC 9106's low-memory profile: 64 MiB, 3 passes).
 _hasher = PasswordHasher()
@@ -35,10 +42,10 @@ _hasher = PasswordHasher()
 
 @dataclass(frozen=True)
 class SignedIn:
-    """Who signed in, and the stamp their session must carry to stay valid."""
+    """Who signed in, and the token of their new session (the only time it exists in clear)."""
 
     account: AccountInfo
-    stamp: str
+    token: str
 
 
 @functools.cache
@@ -52,8 +59,8 @@ def warm_up() -> None:
     _dummy_hash()
 
 
-def _stamp(password_hash: str | None) -> str:
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:32]
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def check_password_rules(password: str) -> None:
@@ -68,15 +75,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-def sign_up(db: Database, email: str, password: str, free_credits: int) -> SignedIn:
-    """A new account with a password and its free credits (AccountExists if the email is taken)."""
-    password_hash = hash_password(password)
-    account = create_account(db, email, free_credits, password_hash=password_hash)
-    return SignedIn(account, _stamp(password_hash))
+def sign_up(db: Database, email: str, password: str, free_credits: int) -> AccountInfo:
+    """A new account with a password and its free credits (AccountExists if the email is taken).
+
+    It starts no session: whoever signs up then signs in like anyone else, so that the answer
+    to signing up can be the same whether or not the email already had an account.
+    """
+    return create_account(db, email, free_credits, password_hash=hash_password(password))
 
 
 def set_password(db: Database, email: str, password: str) -> AccountInfo:
-    """Give an account a (new) password; browsers signed in with the old one are signed out."""
+    """Give an account a (new) password, and end every session it had."""
     password_hash = hash_password(password)
     address = normalise_email(email)
     with db.session() as session:
@@ -84,12 +93,13 @@ def set_password(db: Database, email: str, password: str) -> AccountInfo:
         if account is None:
             raise AccountNotFound(f"No account for {address}.")
         account.password_hash = password_hash
+        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account.id))
         session.flush()
-        return AccountInfo(account.id, account.email, account.credits, account.created_at)
+        return account_info(account)
 
 
 def authenticate(db: Database, email: str, password: str) -> SignedIn:
-    """The account whose email and password these are, or InvalidCredentials.
+    """A new session for the account whose email and password these are, or InvalidCredentials.
 
     The hash is read in one short transaction and verified outside it: argon2 takes tens of
     milliseconds, which SQLite's write lock must not be held for.
@@ -102,8 +112,7 @@ def authenticate(db: Database, email: str, password: str) -> SignedIn:
     if address is not None and len(password) <= MAX_LENGTH:
         with db.session() as session:
             row = session.execute(
-                select(Account.id, Account.email, Account.credits, Account.created_at, Account.password_hash)
-                .where(Account.email == address)
+                select(Account.id, Account.password_hash).where(Account.email == address)
             ).one_or_none()
     stored = row.password_hash if row is not None and row.password_hash else None
     try:
@@ -113,21 +122,45 @@ def authenticate(db: Database, email: str, password: str) -> SignedIn:
         verified = False
     if not verified:
         raise InvalidCredentials(INVALID)
-    if _hasher.check_needs_rehash(stored):
-        # The operator's argon2 parameters changed since this hash was made: upgrade it now
-        # that the password is known. The stamp changes with it, so the new one is returned.
-        stored = _hasher.hash(password)
-        with db.session() as session:
-            session.execute(update(Account).where(Account.id == row.id).values(password_hash=stored))
-    return SignedIn(AccountInfo(row.id, row.email, row.credits, row.created_at), _stamp(stored))
+    # The operator's argon2 parameters changed since this hash was made: upgrade it now that
+    # the password is known.
+    upgraded = _hasher.hash(password) if _hasher.check_needs_rehash(stored) else None
+    return _start_session(db, row.id, stored, upgraded)
 
 
-def session_account(db: Database, account_id: int, stamp: str) -> AccountInfo | None:
-    """The account a session names, if its password is still the one the session signed in with."""
+def _start_session(db: Database, account_id: int, verified_hash: str, upgraded_hash: str | None) -> SignedIn:
+    """A session for an account whose password is still the one just verified.
+
+    The account's row is locked while that is checked, so a password set at the same moment
+    either comes first (and this sign-in fails) or after (and ends this session with the rest).
+    Expired sessions of every account are deleted here, which keeps the table small.
+    """
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
     with db.session() as session:
-        account = session.get(Account, account_id)
-        if account is None or not account.password_hash:
-            return None
-        if not hmac.compare_digest(_stamp(account.password_hash), stamp):
-            return None
-        return AccountInfo(account.id, account.email, account.credits, account.created_at)
+        account = session.scalar(select(Account).where(Account.id == account_id).with_for_update())
+        if account is None or account.password_hash != verified_hash:
+            raise InvalidCredentials(INVALID)
+        if upgraded_hash is not None:
+            account.password_hash = upgraded_hash
+        session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= now))
+        session.add(BrowserSession(token_hash=_token_hash(token), account_id=account.id, created_at=now,
+                                   expires_at=now + SESSION_LIFETIME))
+        session.flush()
+        return SignedIn(account_info(account), token)
+
+
+def session_account(db: Database, token: str) -> AccountInfo | None:
+    """The account a session token belongs to, while that session lasts; None otherwise."""
+    with db.session() as session:
+        account = session.scalar(
+            select(Account).join(BrowserSession, BrowserSession.account_id == Account.id)
+            .where(BrowserSession.token_hash == _token_hash(token), BrowserSession.expires_at > utcnow())
+        )
+        return None if account is None else account_info(account)
+
+
+def end_session(db: Database, token: str) -> None:
+    """Sign the session out: its token is refused from now on, by every server."""
+    with db.session() as session:
+        session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _token_hash(token)))

@@ -41,6 +41,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
+class BrowserSession(Base):
+    """A browser signed in to the account pages: its cookie holds a random token, this row its hash.
+
+    Signing out deletes the row, so a copied cookie stops working at once, on every server
+    sharing the database; rows past `expires_at` are refused, and deleted at the next sign-in.
+    """
+
+    __tablename__ = "browser_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ImageRequest(Base):
     """One call of the API that got past authentication: what it cost and how it ended.
 

@@ -2,17 +2,25 @@
 
 Sign-in attempts are counted per email and per client IP (the same limiter as API keys, in its
 own namespaces), and counted before the password is checked, so that guessing is slow whether
-the guesses are right or wrong. An unknown email and a wrong password get the same page.
+the guesses are right or wrong. The per-email count is keyed by `accounts.normalise_email`, the
+very function that finds the account, so no other spelling of an address (case, a fullwidth
+letter) gets a count of its own. An unknown email and a wrong password get the same page.
+
+Signing up does not tell whether the email already had an account: a new address and a taken
+one get the same answer, a redirect to the sign-in page, and neither is signed in; a taken
+account is left as it was.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
+from pixeldrop import accounts
 from pixeldrop.accounts import AccountInfo, passwords
 from pixeldrop.api.services import Services
 from pixeldrop.errors import AccountExists, InvalidCredentials, InvalidInput, RateLimited
@@ -22,18 +30,29 @@ from .sessions import optional_account, require_csrf, sign_in, sign_out
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
+SIGNED_UP = f"/login?signed_up=1&next={quote('/account?welcome=1', safe='/')}"
+
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def _address(email: str) -> str | None:
+    """The address as accounts know it; None when it is no address, so it can name no account."""
+    try:
+        return accounts.normalise_email(email)
+    except InvalidInput:
+        return None
+
+
 def _throttle(request: Request, email: str | None = None) -> None:
     """Count one attempt for the client's IP (and the email); RateLimited past the settings' limits."""
     services = Services.of(request)
+    address = None if email is None else _address(email)
     try:
         services.limiter.hit(_client_ip(request), services.settings.login_attempts_per_ip_per_minute, "sign-in-ip")
-        if email is not None:
-            services.limiter.hit(email.strip().lower(), services.settings.login_attempts_per_minute, "sign-in-email")
+        if address is not None:
+            services.limiter.hit(address, services.settings.login_attempts_per_minute, "sign-in-email")
     except RateLimited as error:
         raise RateLimited(f"Too many attempts. Try again in {error.retry_after} seconds.",
                           retry_after=error.retry_after, limit=error.limit) from None
@@ -65,23 +84,23 @@ async def signup(request: Request, email: Annotated[str, Form()] = "", password:
         return _signups_closed(request)
     try:
         _throttle(request)
-        signed_in = await run_in_threadpool(passwords.sign_up, services.db, email, password,
-                                            services.settings.free_credits)
-    except (InvalidInput, AccountExists, RateLimited) as error:
+        await run_in_threadpool(passwords.sign_up, services.db, email, password, services.settings.free_credits)
+    except AccountExists:
+        pass  # answered as a new account is: whether an address has an account is not told here
+    except (InvalidInput, RateLimited) as error:
         status = 429 if isinstance(error, RateLimited) else 400
         headers = retry_headers(error) if isinstance(error, RateLimited) else None
         return render(request, "signup.html", status_code=status, headers=headers, error=error.message, email=email,
                       free_credits=services.settings.free_credits)
-    sign_in(request, signed_in)
-    return RedirectResponse("/account?welcome=1", status_code=303)
+    return RedirectResponse(SIGNED_UP, status_code=303)
 
 
 @router.get("/login")
 async def login_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)],
-                     next: str = "/account", signed_out: bool = False) -> Response:
+                     next: str = "/account", signed_out: bool = False, signed_up: bool = False) -> Response:
     if account is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", next=safe_next(next), signed_out=signed_out)
+    return render(request, "login.html", next=safe_next(next), signed_out=signed_out, signed_up=signed_up)
 
 
 @router.post("/login", dependencies=[Depends(require_csrf)])
@@ -110,5 +129,5 @@ async def logout_page(request: Request, account: Annotated[AccountInfo | None, D
 
 @router.post("/logout", dependencies=[Depends(require_csrf)])
 async def logout(request: Request) -> Response:
-    sign_out(request)
+    await sign_out(request)
     return RedirectResponse("/login?signed_out=1", status_code=303)

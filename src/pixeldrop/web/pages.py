@@ -3,8 +3,14 @@
 The JSON API's error handlers (api/errors.py) answer every error as `{"error": ...}`, which is
 right for API clients and wrong for a browser. Page routes use `PageRoute`, which catches what
 their handler raises and answers HTML: a redirect to /login when the page needs an account, a
-page with the message otherwise. Every page also gets headers that keep it out of frames and
-caches (it shows balances and keys).
+page with the message otherwise. It also reads every POST's form within the forms' limits before
+the handler sees it (forms.py), and puts the session cookie a request changed on its answer.
+
+Every page gets headers that keep it out of frames and caches (it shows balances and keys), and
+a Content-Security-Policy that allows only this site's own script, style and images (and data:
+images: the playground shows its result as one). The templates therefore carry no inline
+script, style or event handler. There is no `form-action`: browsers apply it to the redirect
+that follows a form, and the Buy form's redirect goes to Stripe Checkout.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from pixeldrop.api.errors import status_for
 from pixeldrop.api.services import Services
 from pixeldrop.errors import PixeldropError, RateLimited
 
-from .sessions import CSRF_FIELD, CsrfFailed, NotSignedIn, csrf_token
+from . import forms
+from .sessions import CSRF_FIELD, CsrfFailed, NotSignedIn, csrf_token, send_cookie
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +97,8 @@ class PageRoute(APIRoute):
 
         async def page(request: Request) -> Response:
             try:
+                if request.method == "POST":
+                    request = await forms.bounded(request)
                 response = await handler(request)
             except NotSignedIn:
                 target = request.url.path if request.method == "GET" else "/account"
@@ -112,6 +121,7 @@ class PageRoute(APIRoute):
                                       "An unexpected error happened; it has been logged.")
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
+            send_cookie(request, response)
             return response
 
         return page

@@ -1,28 +1,38 @@
 """Browser sessions and CSRF tokens for the account pages.
 
-The session is Starlette's SessionMiddleware: a cookie signed with itsdangerous, HttpOnly and
-SameSite=Lax (Secure too when the public URL is https). It holds three things: the account id,
-the stamp of the password it signed in with (a new password signs every browser out), and a
-random CSRF token that every form carries back in a hidden field.
+The cookie holds one thing: a random token (256 bits) that tells a reader nothing. When signed
+in, the token's hash is a session row in the database (see accounts/passwords.py), and signing
+out deletes that row: a copied cookie stops working at once, on every server sharing the
+database. A visitor who is not signed in holds a token with no row. Signing in always hands out
+a new token, so a token planted before (session fixation) never becomes a session. The cookie
+is HttpOnly, SameSite=Lax, and Secure when the public URL is https.
+
+CSRF tokens are not stored anywhere: a form's token is an HMAC of the cookie's token under the
+session secret (a "signed double-submit" token). It is the same on every server that shares the
+secret, changes with every sign-in, and does not reveal the cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from pixeldrop.accounts import AccountInfo, passwords
 from pixeldrop.api.services import Services
 from pixeldrop.settings import Settings
 
 COOKIE = "pixeldrop_session"
-MAX_AGE = 14 * 24 * 3600
+MAX_AGE = int(passwords.SESSION_LIFETIME.total_seconds())
 CSRF_FIELD = "csrf_token"
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
 
 
 class NotSignedIn(Exception):
@@ -34,10 +44,10 @@ class CsrfFailed(Exception):
 
 
 def session_secret(settings: Settings) -> str:
-    """The secret that signs session cookies: from settings, else made once under the home folder.
+    """The secret that CSRF tokens are made with: from settings, else made once under the home folder.
 
-    Kept in a file so that sessions survive a restart. Several servers behind one address must
-    share it: set PIXELDROP_SESSION_SECRET for all of them.
+    Kept in a file so that forms open in a browser survive a restart. Several servers behind one
+    address must share it: set PIXELDROP_SESSION_SECRET for all of them.
     """
     if settings.session_secret:
         return settings.session_secret
@@ -59,41 +69,81 @@ def session_secret(settings: Settings) -> str:
     return path.read_text().strip()
 
 
+def install(app: FastAPI, settings: Settings) -> None:
+    app.state.csrf_key = session_secret(settings).encode()
+
+
+def _token(request: Request) -> str | None:
+    """The browser's token, as this request leaves it (a sign-in or sign-out changes it)."""
+    pending = getattr(request.state, "session_cookie", None)
+    if pending is not None:
+        return pending or None
+    value = request.cookies.get(COOKIE, "")
+    return value if _TOKEN_SHAPE.fullmatch(value) else None
+
+
+def _send(request: Request, token: str) -> None:
+    """Have the answer set the cookie to `token`; an empty token deletes it."""
+    request.state.session_cookie = token
+
+
+def send_cookie(request: Request, response: Response) -> None:
+    """Put the cookie this request changed, if it did, on its answer (PageRoute calls this)."""
+    token = getattr(request.state, "session_cookie", None)
+    if token is None:
+        return
+    secure = (Services.of(request).settings.public_url or "").startswith("https://")
+    if token:
+        response.set_cookie(COOKIE, token, max_age=MAX_AGE, path="/", secure=secure, httponly=True, samesite="lax")
+    else:
+        response.delete_cookie(COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+
+
+def _csrf_for(request: Request, token: str) -> str:
+    return hmac.new(request.app.state.csrf_key, token.encode(), hashlib.sha256).hexdigest()
+
+
 def csrf_token(request: Request) -> str:
-    """This session's CSRF token, made on first use (also for visitors not signed in)."""
-    token = request.session.get("csrf")
-    if not token:
-        token = request.session["csrf"] = secrets.token_urlsafe(32)
-    return token
+    """The CSRF token for this browser's forms; a first visit is given its token here."""
+    token = _token(request)
+    if token is None:
+        token = secrets.token_urlsafe(32)
+        _send(request, token)
+    return _csrf_for(request, token)
 
 
 async def require_csrf(request: Request) -> None:
-    """Dependency of every form POST: the hidden field must equal the session's token."""
-    form = await request.form()
-    sent = form.get(CSRF_FIELD)
-    expected = request.session.get("csrf")
-    if not isinstance(sent, str) or not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+    """Dependency of every form POST: the hidden field must be this browser's CSRF token.
+
+    It reads the form that PageRoute parsed within the forms' limits (web/forms.py).
+    """
+    sent = request.state.form.get(CSRF_FIELD)
+    token = _token(request)
+    if not isinstance(sent, str) or token is None:
+        raise CsrfFailed()
+    if not hmac.compare_digest(sent.encode(), _csrf_for(request, token).encode()):
         raise CsrfFailed()
 
 
 def sign_in(request: Request, signed_in: passwords.SignedIn) -> None:
-    """Start a fresh session: nothing from before signing in (a planted token) carries over."""
-    request.session.clear()
-    request.session.update(account_id=signed_in.account.id, stamp=signed_in.stamp, csrf=secrets.token_urlsafe(32))
+    """The browser gets the new session's token; nothing it held before carries over."""
+    _send(request, signed_in.token)
 
 
-def sign_out(request: Request) -> None:
-    request.session.clear()
+async def sign_out(request: Request) -> None:
+    """End the session in the database (for every server) and drop the cookie."""
+    token = _token(request)
+    if token is not None:
+        await run_in_threadpool(passwords.end_session, Services.of(request).db, token)
+    _send(request, "")
 
 
 async def current_account(request: Request) -> AccountInfo:
     """Dependency of every page that needs an account: the signed-in one, or NotSignedIn."""
-    account_id, stamp = request.session.get("account_id"), request.session.get("stamp")
-    if not isinstance(account_id, int) or not isinstance(stamp, str):
-        raise NotSignedIn()
-    account = await run_in_threadpool(passwords.session_account, Services.of(request).db, account_id, stamp)
+    token = _token(request)
+    account = None if token is None else await run_in_threadpool(passwords.session_account,
+                                                                  Services.of(request).db, token)
     if account is None:
-        sign_out(request)
         raise NotSignedIn()
     request.state.account = account
     return account
