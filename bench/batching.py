@@ -21,14 +21,14 @@ def lone_latency(worker: GenerationWorker, runs: int) -> float:
     times = []
     for i in range(runs):
         start = time.perf_counter()
-        worker.submit_nowait("a red apple", i).result()
+        worker.submit(worker.admit(), "a red apple", i).result()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
 def burst(worker: GenerationWorker, n: int) -> float:
     start = time.perf_counter()
-    futures = [worker.submit_nowait(f"prompt {i}", i) for i in range(n)]
+    futures = [worker.submit(worker.admit(), f"prompt {i}", i) for i in range(n)]
     for future in futures:
         future.result()
     return time.perf_counter() - start

@@ -53,11 +53,15 @@ def _settings(**overrides) -> Settings:
 
 
 def _database(settings: Settings) -> Database:
-    return Database.open(settings.resolved_database_url)
+    """The database, created and migrated on first use; one clear line if it cannot be opened."""
+    try:
+        return Database.open(settings.resolved_database_url, settings.database_busy_timeout_seconds)
+    except PixeldropError as error:
+        raise _fail(error)
 
 
 def _fail(error: PixeldropError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {error.message}")
+    err.print(f"[red]error:[/red] {error.message}", soft_wrap=True)  # one line, however long
     return typer.Exit(code=1)
 
 
@@ -145,16 +149,21 @@ def credits_add(email: str, amount: int, note: Annotated[str, typer.Option(help=
 
 
 def _ensure_demo_account(settings: Settings, db: Database) -> None:
-    """On a brand-new database, make a demo account so the first curl works right away."""
+    """On a brand-new database, make a demo account so the first curl works right away.
+
+    Its key is printed once, to standard output with `print`: never through `logging`, whose
+    handlers write the server's log (standard error, or wherever the operator sends it).
+    """
     if not settings.demo_account or accounts.count_accounts(db) > 0:
         return
     accounts.create_account(db, DEMO_EMAIL, settings.free_credits)
     new = accounts.create_key(db, DEMO_EMAIL, name="demo")
-    err.print(
-        f"[bold]First run:[/bold] created account {DEMO_EMAIL} with {settings.free_credits} credits "
+    print(
+        f"First run: created account {DEMO_EMAIL} with {settings.free_credits} credits "
         f"and this API key (shown once):\n\n    {new.key}\n\n"
         f"Try: curl -X POST http://{settings.host}:{settings.port}/text-to-image/v1 "
-        f"-H 'x-api-key: {new.key}' -F 'prompt=a red apple' -o result.jpg\n"
+        f"-H 'x-api-key: {new.key}' -F 'prompt=a red apple' -o result.jpg\n",
+        flush=True,
     )
 
 
@@ -171,19 +180,25 @@ def serve(
     steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Guidance scale (default: the model's).")] = None,
     redis_url: Annotated[Optional[str], typer.Option(help="Redis for a shared rate limiter.")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="local (a worker thread here) or ray (Ray Serve replicas).")] = None,
+    replicas: Annotated[Optional[int], typer.Option(help="Ray: Generator replicas.")] = None,
+    autoscale: Annotated[Optional[str], typer.Option(help="Ray: MIN:MAX replicas, scaled on load.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster (HOST:PORT) instead of starting one.")] = None,
 ) -> None:
     """Serve the API."""
     import uvicorn
 
     from pixeldrop.api import create_app
+    from pixeldrop.api.http_server import uvicorn_options
 
     settings = _settings(host=host, port=port, model=model, device=device, preset=preset, precision=precision,
                          decoder=decoder, compile=compile, num_inference_steps=steps, guidance_scale=guidance,
-                         redis_url=redis_url)
+                         redis_url=redis_url, engine=engine, replicas=replicas, autoscale=autoscale,
+                         ray_address=ray_address)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     db = _database(settings)
     _ensure_demo_account(settings, db)
-    uvicorn.run(create_app(settings, db=db), host=settings.host, port=settings.port)
+    uvicorn.run(create_app(settings, db=db), host=settings.host, port=settings.port, **uvicorn_options(settings))
 
 
 @app.command()

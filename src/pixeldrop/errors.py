@@ -24,6 +24,14 @@ class BodyTooLarge(PixeldropError):
     pass
 
 
+class BodyTimeout(PixeldropError):
+    """The client did not send its whole body within the body timeout (or stalled mid-body)."""
+
+
+class TooManyHeaders(PixeldropError):
+    pass
+
+
 class NotAcceptable(PixeldropError):
     pass
 
@@ -67,15 +75,36 @@ class RateLimited(PixeldropError):
         self.limit = limit
 
 
-# Generation
-class QueueFull(PixeldropError):
+# Capacity: the request was fine, the server cannot take it now (nothing is charged)
+class ServerBusy(PixeldropError):
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class QueueFull(ServerBusy):
+    pass
+
+
+class GenerationTimedOut(ServerBusy):
+    """The image was not made within the generation deadline."""
+
+
+class StorageUnavailable(ServerBusy):
+    """The database cannot be reached, is locked past its busy timeout, or is read-only."""
+
+
+class TooManyConnections(ServerBusy):
+    """As many connections are open (or requests in flight) as the server takes."""
+
+
+# Generation
 class GenerationFailed(PixeldropError):
     pass
+
+
+class ClientGone(PixeldropError):
+    """The client hung up before its image was delivered: nothing is charged."""
 
 
 # Sign-in and payments

@@ -1,63 +1,157 @@
-"""One paid image: reserve credits, generate, then settle or refund. Used by the API and the
-playground alike, so both charge by the same rules.
+"""One paid image: a place in the queue, a reservation, the image, then a charge or a refund.
 
-Whatever happens between the reservation and the answer (the model raises, the queue is full,
-the request task is cancelled because the server shuts down), the `finally` block refunds
-unless the image was settled. A process killed outright leaves a `pending` reservation that
-`credits.refund_stale` gives back later.
+The API and the playground both go through `PaidGeneration.image`, so both charge by the same
+rules, in this order:
+1. a place in the generation queue is taken first, so a full queue answers 503 before any
+   credit moves (no reservation, no ledger rows);
+2. the price is reserved (OutOfCredits takes nothing and gives the place back);
+3. the caller's block makes the image and encodes it, all within the generation deadline;
+4. a block that ends normally settles the reservation: the image is charged. Anything else
+   refunds it and records how it ended: the model failed (500), the deadline passed (503),
+   the client hung up (499: its task is cancelled; a job that had not started never reaches
+   the model), the server stopped.
+
+Refunds run in a worker thread, shielded from cancellation: the event loop never waits on the
+database, and a cancelled request still gets its refund. A refund that fails (storage down) is
+kept and retried by `sweep`, which the app runs every few seconds. `sweep` also refunds
+reservations left pending by processes that died, but never one that is live in this process;
+and since the deadline is shorter than the stale age (the settings check it), no process's
+live request looks stale.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 from PIL import Image
 
 from pixeldrop.accounts import credits
-from pixeldrop.errors import GenerationFailed, PixeldropError, QueueFull
-from pixeldrop.generation import GenerationWorker
+from pixeldrop.accounts.credits import Reservation
+from pixeldrop.errors import GenerationFailed, GenerationTimedOut, PixeldropError, ServerBusy
+from pixeldrop.generation import Engine, Place
+from pixeldrop.metrics import Metrics
 from pixeldrop.storage import Database
+
+log = logging.getLogger(__name__)
+
+# How each unhappy ending shows in the usage table.
+FAILED, BUSY, ABANDONED = 500, 503, 499
 
 
 @dataclass(frozen=True)
-class PaidImage:
-    image: Image.Image
-    charged: int
-    remaining: int
-    request_id: int
+class Purchase:
+    """An image being paid for; `remaining` is the balance once it is charged."""
+
+    engine: Engine
+    place: Place
+    reservation: Reservation
+
+    @property
+    def charged(self) -> int:
+        return self.reservation.amount
+
+    @property
+    def remaining(self) -> int:
+        return self.reservation.remaining
+
+    async def generate(self, prompt: str, seed: int) -> Image.Image:
+        return await self.engine.generate(self.place, prompt, seed)
 
 
-async def generate_paid(
-    db: Database, worker: GenerationWorker, account_id: int, api_key_id: int | None, prompt: str, cost: int,
-    finish=None,
-) -> PaidImage:
-    """Make one image at `cost` credits.
+class PaidGeneration:
+    def __init__(self, db: Database, engine: Engine, cost: int, deadline_seconds: float, stale_after: timedelta,
+                 metrics: Metrics | None = None):
+        self.db = db
+        self.engine = engine
+        self.metrics = metrics
+        self.cost = cost
+        self.deadline_seconds = deadline_seconds
+        self.stale_after = stale_after
+        self._live: set[int] = set()  # request ids of reservations this process is serving
+        self._unrefunded: dict[int, tuple[Reservation, int]] = {}  # refunds that failed, to retry
 
-    `finish(image)` runs before settling (the API encodes the image there), so a failure to
-    deliver is refunded too; exceptions carry their own HTTP meaning.
-    """
-    reservation = await asyncio.to_thread(credits.reserve, db, account_id, api_key_id, cost)
-    settled = False
-    status = 500
-    try:
+    @asynccontextmanager
+    async def image(self, account_id: int, api_key_id: int | None) -> AsyncIterator[Purchase]:
+        """Pay for the image made inside the block: charged if the block ends normally."""
         try:
-            image = await worker.generate(prompt, secrets.randbits(31))
-        except QueueFull:
-            status = 503
+            place = self.engine.admit()
+        except ServerBusy:
+            await asyncio.to_thread(credits.record_refusal, self.db, account_id, api_key_id, BUSY)
             raise
-        if finish is not None:
-            await finish(image)
-        if not await asyncio.to_thread(credits.settle, db, reservation):
-            raise GenerationFailed("The reservation for this image expired; nothing was charged.")
-        settled = True
-        return PaidImage(image, cost, reservation.remaining, reservation.request_id)
-    except PixeldropError:
-        raise
-    except Exception as error:
-        raise GenerationFailed(f"Image generation failed: {type(error).__name__}") from error
-    finally:
-        if not settled:
-            # Not awaited in a thread: this must run even when the task is being cancelled.
-            credits.refund(db, reservation, status)
+        try:
+            reservation = await asyncio.to_thread(credits.reserve, self.db, account_id, api_key_id, self.cost)
+        except BaseException:
+            place.release()
+            raise
+        self._live.add(reservation.request_id)
+        try:
+            try:
+                async with asyncio.timeout(self.deadline_seconds):
+                    yield Purchase(self.engine, place, reservation)
+            except TimeoutError:
+                raise GenerationTimedOut(
+                    f"The image was not ready within {self.deadline_seconds:g} seconds; try again shortly.") from None
+            if not await asyncio.to_thread(credits.settle, self.db, reservation):
+                raise GenerationFailed("The reservation for this image expired; nothing was charged.")
+            if self.metrics is not None:
+                self.metrics.credits_charged.inc(reservation.amount)
+        except BaseException as error:
+            await self._refund(reservation, _usage_status(error))
+            if isinstance(error, PixeldropError) or not isinstance(error, Exception):
+                raise  # cancellation (client gone, server stopping) included
+            raise GenerationFailed(f"Image generation failed: {type(error).__name__}") from error
+        finally:
+            place.release()
+            self._live.discard(reservation.request_id)
+
+    async def _refund(self, reservation: Reservation, status: int) -> None:
+        refund = asyncio.ensure_future(asyncio.to_thread(credits.refund, self.db, reservation, status))
+        try:
+            await asyncio.shield(refund)
+        except asyncio.CancelledError:
+            # Cancelled again while refunding: the thread goes on; a failure is still retried.
+            refund.add_done_callback(lambda done: done.exception() and self._keep(reservation, status))
+            raise
+        except Exception:
+            self._keep(reservation, status)
+
+    def _keep(self, reservation: Reservation, status: int) -> None:
+        log.warning("could not refund request %d yet; retrying", reservation.request_id)
+        self._unrefunded[reservation.request_id] = (reservation, status)
+
+    async def sweep(self) -> int:
+        """Retry failed refunds, then refund dead processes' reservations. Returns how many."""
+        done = 0
+        for request_id, (reservation, status) in list(self._unrefunded.items()):
+            try:
+                await asyncio.to_thread(credits.refund, self.db, reservation, status)
+            except Exception as error:
+                log.warning("refund of request %d still failing (%s); next sweep", request_id, type(error).__name__)
+            else:
+                del self._unrefunded[request_id]
+                done += 1
+        stale = await asyncio.to_thread(credits.refund_stale, self.db, self.stale_after, frozenset(self._live))
+        if stale:
+            log.warning("refunded %d reservations left by a crashed process", stale)
+        return done + stale
+
+    async def sweep_forever(self, every_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(every_seconds)
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("could not sweep reservations (storage unavailable?); retrying")
+
+
+def _usage_status(error: BaseException) -> int:
+    if isinstance(error, asyncio.CancelledError):
+        return ABANDONED
+    if isinstance(error, (ServerBusy, TimeoutError)):
+        return BUSY
+    return FAILED

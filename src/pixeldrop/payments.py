@@ -7,8 +7,9 @@
    URL can be typed by anyone.
 3. Stripe posts `checkout.session.completed` to /webhooks/stripe. `handle_webhook` verifies its
    signature with the webhook secret and, once the session is paid, adds the credits through
-   `credits.add_credits` with the event id as the ledger's unique external reference, so an
-   event that Stripe (or anyone) sends again adds nothing.
+   `credits.add_credits` with the Checkout Session's id as the ledger's unique external
+   reference: a session is credited once, whether Stripe sends one event again or two paid
+   events for it (`completed`, then `async_payment_succeeded`).
 
 There is no way to get credits without Stripe's signature but the operator's
 `pixeldrop credits add`: no test mode that grants credits.
@@ -107,19 +108,31 @@ def start_checkout(settings: Settings, account: AccountInfo, size: int, success_
     return session.url
 
 
+# Bounds of what a Checkout Session's metadata may claim: an id the accounts table can hold, and
+# at most a billion credits (far beyond any pack, far below what the balance column holds).
+_MAX_ACCOUNT_ID = 2**31 - 1
+_MAX_CREDITS = 10**9
+
+
 def _purchase(session: dict) -> tuple[int, int] | None:
-    """(account id, credits) that a paid Checkout Session of ours buys; None for anything else."""
+    """(account id, credits) that a paid Checkout Session of ours buys; None for anything else.
+
+    Numbers out of range are refused (400): only a signed event can carry them, so they point at
+    a misconfiguration worth seeing, never at a database error.
+    """
     metadata = session.get("metadata") or {}
     try:
         account_id = int(metadata.get("account_id") or session.get("client_reference_id"))
         size = int(metadata["credits"])
     except (KeyError, TypeError, ValueError):
         return None
-    return (account_id, size) if size > 0 else None
+    if not (0 < account_id <= _MAX_ACCOUNT_ID and 0 < size <= _MAX_CREDITS):
+        raise InvalidWebhook("The Checkout Session's account or credits are out of range.")
+    return account_id, size
 
 
 def handle_webhook(db: Database, settings: Settings, payload: bytes, signature: str | None) -> WebhookOutcome:
-    """Verify one webhook delivery and credit the account it pays for, at most once per event."""
+    """Verify one webhook delivery and credit the account it pays for, at most once per session."""
     if not settings.stripe_webhook_secret:
         raise PaymentsDisabled("Stripe webhooks are not configured on this server.")
     try:
@@ -135,14 +148,14 @@ def handle_webhook(db: Database, settings: Settings, payload: bytes, signature: 
     if session.get("payment_status") != "paid":
         return outcome  # a delayed payment: its async_payment_succeeded event will follow
     purchase = _purchase(session)
-    if purchase is None:
+    if purchase is None or not session.get("id"):
         log.warning("Stripe event %s pays for a Checkout Session not made by pixeldrop; ignored", outcome.event_id)
         return outcome
     account_id, size = purchase
-    added = credits.add_credits(db, account_id, size, "purchase", note=f"Stripe Checkout {session.get('id', '')}",
-                                external_ref=outcome.event_id)
+    added = credits.add_credits(db, account_id, size, "purchase", note=f"Stripe Checkout {session['id']}",
+                                external_ref=f"stripe:{session['id']}")
     if added is None:
-        log.info("Stripe event %s was already credited", outcome.event_id)
+        log.info("Stripe Checkout Session %s was already credited", session["id"])
         return WebhookOutcome(outcome.event_id, outcome.event_type, account_id)
     log.info("credited %d credits to account %d (Stripe event %s)", size, account_id, outcome.event_id)
     return WebhookOutcome(outcome.event_id, outcome.event_type, account_id, size)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageFormat = Literal["jpeg", "png", "webp"]
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 Decoder = Literal["full", "tiny"]
 Preset = Literal["fast", "quality"]
+Engine = Literal["local", "ray"]
 
 # What each preset means; an explicit --precision or --decoder wins over the preset.
 PRESETS: dict[str, dict] = {
@@ -39,6 +40,27 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
+    # Server limits: what one client can hold of `pixeldrop serve` (applied in api/http_server.py)
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="Request line and headers together; past it, 400 and closed."
+    )
+    max_header_count: int = Field(default=100, ge=1, description="Headers in one request; past it, 431.")
+    header_timeout_seconds: float = Field(
+        default=20, gt=0, description="A request's line and headers must arrive within this, or it is closed."
+    )
+    body_timeout_seconds: float = Field(
+        default=30, gt=0, description="A request's body must arrive within this once it is read, or 408."
+    )
+    keep_alive_seconds: int = Field(default=5, ge=1, description="An idle connection closes after this.")
+    max_connections: int = Field(
+        default=256, ge=1, description="Open connections (and requests in flight) at most; past it, 503."
+    )
+
+    # Operator access
+    operator_token: str | None = Field(
+        default=None, description="`Authorization: Bearer <token>` shows /healthz's full model details."
+    )
+
     # Generation
     model: str | None = Field(
         default=None, description="Diffusers model: hub id or local folder. Default: pixeldrop-tiny."
@@ -55,6 +77,20 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(default=5.0, ge=0.0)
     warm_up: bool = True
 
+    # Engines: where the model runs (generation/__init__.py ENGINES)
+    engine: Engine = Field(default="local", description="local: one worker thread here; ray: Ray Serve replicas.")
+    replicas: int = Field(default=1, ge=1, description="Ray: Generator replicas (unless autoscale is set).")
+    autoscale: str | None = Field(default=None, description="Ray: MIN:MAX replicas, scaled on requests in flight.")
+    ray_address: str | None = Field(
+        default=None, description="Ray: a cluster's HOST:PORT to join; default: start a local Ray instance."
+    )
+    ray_replica_cpus: float = Field(default=1.0, gt=0, description="Ray: CPUs per replica where there is no GPU.")
+    ray_max_ongoing_requests: int | None = Field(
+        default=None, ge=1, description="Ray: requests one replica holds at once; default: twice max_batch."
+    )
+    autoscale_upscale_delay_seconds: float = Field(default=30.0, ge=0)
+    autoscale_downscale_delay_seconds: float = Field(default=600.0, ge=0)
+
     # API contract
     default_format: ImageFormat = "jpeg"
     jpeg_quality: int = Field(default=92, ge=1, le=100)
@@ -65,8 +101,15 @@ class Settings(BaseSettings):
     free_credits: int = Field(default=100, ge=0)
     credits_per_image: int = Field(default=2, ge=0)
     rate_limit_per_minute: int = Field(default=60, ge=1)
+    generation_deadline_seconds: float = Field(
+        default=300, gt=0, description="A request not answered by then (queue wait and generation) gets 503, refunded."
+    )
     stale_reservation_seconds: int = Field(
-        default=600, description="A reservation older than this belongs to a crashed worker: refunded."
+        default=600, description="A reservation older than this belongs to a crashed process: refunded. "
+                                 "Must exceed the generation deadline, so that no live request looks stale."
+    )
+    database_busy_timeout_seconds: float = Field(
+        default=30, gt=0, description="How long a SQLite write waits for another's lock before answering 503."
     )
     demo_account: bool = Field(default=True, description="On an empty database, make a demo account and print its key.")
 
@@ -75,7 +118,8 @@ class Settings(BaseSettings):
         default=True, description="Anyone may create an account at /signup; when false, only `pixeldrop accounts create`."
     )
     session_secret: str | None = Field(
-        default=None, description="Signs session cookies; default: generated once into $PIXELDROP_HOME/session_secret."
+        default=None, description="Keys the account pages' CSRF tokens; default: generated once into "
+                                 "$PIXELDROP_HOME/session_secret. Several servers behind one address share it."
     )
     public_url: str | None = Field(
         default=None, description="The URL users reach the service at (Stripe's return links); default: the request's."
@@ -92,6 +136,25 @@ class Settings(BaseSettings):
         default={500: 500, 1000: 900, 5000: 4000, 10000: 7500, 50000: 30000},
         description="Credit pack -> price in the currency's smallest unit (cents); JSON in the environment.",
     )
+
+    @field_validator("autoscale")
+    @classmethod
+    def _min_max(cls, value: str | None) -> str | None:
+        if value is not None:
+            low, colon, high = value.partition(":")
+            if not (colon and low.isdigit() and high.isdigit() and int(low) <= int(high) and int(high) >= 1):
+                raise ValueError(f"autoscale is MIN:MAX replicas, MIN <= MAX and MAX >= 1 (like 1:8), not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _stale_reservations_outlive_requests(self) -> Settings:
+        if self.stale_reservation_seconds <= self.generation_deadline_seconds:
+            raise ValueError(
+                f"stale_reservation_seconds ({self.stale_reservation_seconds}) must be longer than "
+                f"generation_deadline_seconds ({self.generation_deadline_seconds}): a request still being "
+                "served would otherwise be refunded as if its process had crashed"
+            )
+        return self
 
     @property
     def home_dir(self) -> Path:

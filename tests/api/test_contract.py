@@ -14,6 +14,8 @@ from pixeldrop import accounts
 from pixeldrop.accounts import credits
 from pixeldrop.api import create_app
 
+from ..generators import FailingGenerator, GatedGenerator
+
 URL = "/text-to-image/v1"
 
 
@@ -212,42 +214,11 @@ def test_rate_limit_is_per_key_429_with_retry_after_and_free(client, sqlite_db):
     assert post(client, other).status_code == 200, "other keys have their own limit"
 
 
-class FailingGenerator:
-    """A model that breaks: what a CUDA out-of-memory or a corrupt checkpoint looks like."""
-
-    steps = 1
-
-    def generate(self, prompts, seeds, progress=None):
-        raise RuntimeError("the model fell over")
-
-    def describe(self):
-        return {"model": "failing"}
-
-
 def test_generation_failure_is_500_json_and_refunded(settings, sqlite_db):
     with running(settings, sqlite_db, FailingGenerator()) as client:
         key, account_id = new_key(sqlite_db)
         assert_error(post(client, key), 500, "failed")
         assert credits.balance(sqlite_db, account_id) == 100
-
-
-class GatedGenerator:
-    """Wraps a real generator; holds every call until the test opens the gate."""
-
-    steps = 1
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.started = threading.Event()
-        self.gate = threading.Event()
-
-    def generate(self, prompts, seeds, progress=None):
-        self.started.set()
-        assert self.gate.wait(timeout=60)
-        return self.inner.generate(prompts, seeds)
-
-    def describe(self):
-        return self.inner.describe()
 
 
 def test_full_queue_is_503_with_retry_after_and_free(settings, sqlite_db, tiny_generator):
@@ -259,8 +230,8 @@ def test_full_queue_is_503_with_retry_after_and_free(settings, sqlite_db, tiny_g
         first = threading.Thread(target=lambda: responses.setdefault("first", post(client, key)))
         first.start()
         assert gated.started.wait(timeout=30)  # the worker is busy with the first request
-        worker = client.app.state.services.worker
-        filler = worker.submit_nowait("fills the only queue slot", 1)
+        worker = client.app.state.services.engine
+        filler = worker.submit(worker.admit(), "fills the only queue slot", 1)
         refused = post(client, key)
         assert_error(refused, 503, "queue")
         assert int(refused.headers["retry-after"]) >= 1

@@ -50,8 +50,10 @@ class RecordingGenerator:
         self.inner = inner
         self.batches: list[list[str]] = []
         self.gate = threading.Event()
+        self.started = threading.Event()
 
     def generate(self, prompts, seeds, progress=None):
+        self.started.set()
         self.gate.wait(timeout=60)
         self.batches.append(list(prompts))
         return self.inner.generate(prompts, seeds)
@@ -64,7 +66,7 @@ def test_worker_batches_requests_that_wait_together(tiny_generator):
     recorder = RecordingGenerator(tiny_generator)
     worker = GenerationWorker(recorder, queue_size=8, max_batch=4, batch_wait_ms=50).start()
     try:
-        futures = [worker.submit_nowait(f"prompt {i}", i) for i in range(5)]
+        futures = [worker.submit(worker.admit(), f"prompt {i}", i) for i in range(5)]
         recorder.gate.set()
         images = [f.result(timeout=60) for f in futures]
     finally:
@@ -79,11 +81,11 @@ def test_worker_refuses_when_the_queue_is_full(tiny_generator):
     recorder = RecordingGenerator(tiny_generator)
     worker = GenerationWorker(recorder, queue_size=2, max_batch=1).start()
     try:
-        first = worker.submit_nowait("a", 0)
+        first = worker.submit(worker.admit(), "a", 0)
         accepted = [first]
         with pytest.raises(QueueFull):
             for i in range(10):
-                accepted.append(worker.submit_nowait("b", i))
+                accepted.append(worker.submit(worker.admit(), "b", i))
         assert 2 <= len(accepted) <= 3
         recorder.gate.set()
         assert all(f.result(timeout=60).size == (512, 512) for f in accepted)
@@ -94,7 +96,26 @@ def test_worker_refuses_when_the_queue_is_full(tiny_generator):
 def test_worker_is_awaitable_from_the_event_loop(tiny_generator):
     worker = GenerationWorker(tiny_generator).start()
     try:
-        image = asyncio.run(worker.generate("a cat", 5))
+        image = asyncio.run(worker.generate(worker.admit(), "a cat", 5))
     finally:
         worker.stop()
     assert image.size == (512, 512)
+
+
+def test_a_job_given_up_before_it_starts_never_reaches_the_model(tiny_generator):
+    recorder = RecordingGenerator(tiny_generator)
+    worker = GenerationWorker(recorder, queue_size=1, max_batch=1).start()
+    try:
+        running = worker.submit(worker.admit(), "running", 0)
+        assert recorder.started.wait(timeout=30)
+        waiting = worker.submit(worker.admit(), "given up", 1)
+        with pytest.raises(QueueFull):
+            worker.admit()
+        assert waiting.cancel()
+        worker.admit().release()  # the queue place is free again at once, not once the job is skipped
+        recorder.gate.set()
+        assert running.result(timeout=60).size == (512, 512)
+        assert worker.submit(worker.admit(), "after", 2).result(timeout=60).size == (512, 512)
+    finally:
+        worker.stop()
+    assert [prompt for batch in recorder.batches for prompt in batch] == ["running", "after"]

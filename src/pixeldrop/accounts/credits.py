@@ -8,7 +8,7 @@ The rules, all here:
   (`refund`); both are conditional on the request still being `pending`, so neither can happen
   twice;
 - a reservation left `pending` by a crashed process is refunded by `refund_stale`, which every
-  server runs at start-up and then periodically.
+  server runs at start-up and then periodically, skipping the reservations it is serving itself.
 """
 
 from __future__ import annotations
@@ -143,15 +143,19 @@ def _refund(session: Session, request_id: int, account_id: int, amount: int, htt
     return new_balance
 
 
-def refund_stale(db: Database, older_than: timedelta) -> int:
-    """Refund reservations whose process died mid-generation. Returns how many."""
+def refund_stale(db: Database, older_than: timedelta, live: frozenset[int] = frozenset()) -> int:
+    """Refund reservations whose process died mid-generation, except the caller's `live` ones.
+
+    Returns how many were refunded.
+    """
     cutoff: datetime = utcnow() - older_than
     with db.session() as session:
         stale = session.execute(
             select(ImageRequest.id, ImageRequest.account_id, ImageRequest.credits)
             .where(ImageRequest.state == PENDING, ImageRequest.created_at < cutoff)
         ).all()
-        return sum(_refund(session, rid, aid, amount, 500) is not None for rid, aid, amount in stale)
+        return sum(_refund(session, rid, aid, amount, 500) is not None
+                   for rid, aid, amount in stale if rid not in live)
 
 
 def record_refusal(db: Database, account_id: int, api_key_id: int | None, http_status: int) -> None:

@@ -1,39 +1,29 @@
-"""The FastAPI application: built from settings, with a lifespan that owns the worker."""
+"""The FastAPI application: built from settings, with a lifespan that owns the generation engine."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from datetime import timedelta
 
 from fastapi import FastAPI
 
 from pixeldrop import web
-from pixeldrop.accounts import credits
-from pixeldrop.generation import Generator, GenerationWorker, load_generator
+from pixeldrop.generation import Generator, start_engine
+from pixeldrop.metrics import Metrics
+from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
 
+from . import observability
 from .errors import install_error_handlers
+from .observability import RequestTimer
 from .routes import router
 from .services import Services
 
-log = logging.getLogger(__name__)
-
-
-async def _refund_stale(db: Database, age: timedelta) -> None:
-    """Give back reservations of processes that died mid-generation."""
-    refunded = await asyncio.to_thread(credits.refund_stale, db, age)
-    if refunded:
-        log.warning("refunded %d reservations left by a crashed process", refunded)
-
-
-async def _refund_stale_every_minute(db: Database, age: timedelta) -> None:
-    while True:
-        await asyncio.sleep(60)
-        await _refund_stale(db, age)
+# How often refunds that failed are retried and dead processes' reservations looked for.
+SWEEP_SECONDS = 10
 
 
 def create_app(settings: Settings, generator: Generator | None = None, db: Database | None = None) -> FastAPI:
@@ -41,20 +31,20 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        database = db or await asyncio.to_thread(Database.open, settings.resolved_database_url)
-        model = generator or await asyncio.to_thread(load_generator, settings)
-        if settings.warm_up:
-            await asyncio.to_thread(model.generate, ["warm-up"], [0])
-        worker = GenerationWorker(model, settings.queue_size, settings.max_batch, settings.batch_wait_ms).start()
-        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), worker)
-        stale_age = timedelta(seconds=settings.stale_reservation_seconds)
-        await _refund_stale(database, stale_age)
-        janitor = asyncio.create_task(_refund_stale_every_minute(database, stale_age))
+        database = db or await asyncio.to_thread(Database.open, settings.resolved_database_url,
+                                                 settings.database_busy_timeout_seconds)
+        engine = await asyncio.to_thread(start_engine, settings, generator, metrics)
+        metrics.watch(lambda: engine.queued, engine.replicas)
+        paid = PaidGeneration(database, engine, settings.credits_per_image, settings.generation_deadline_seconds,
+                              timedelta(seconds=settings.stale_reservation_seconds), metrics)
+        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), engine, paid)
+        await paid.sweep()
+        janitor = asyncio.create_task(paid.sweep_forever(SWEEP_SECONDS))
         try:
             yield
         finally:
             janitor.cancel()
-            await asyncio.to_thread(worker.stop)
+            await asyncio.to_thread(engine.stop)
             if db is None:
                 database.close()
 
@@ -64,7 +54,10 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         version="0.1.0",
         lifespan=lifespan,
     )
+    metrics = app.state.metrics = Metrics()
+    app.add_middleware(RequestTimer, metrics=metrics)
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(observability.router)
     web.install(app, settings)  # the account pages, the playground and Stripe's webhook
     return app

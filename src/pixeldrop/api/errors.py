@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from pixeldrop import errors
 
@@ -23,10 +24,13 @@ STATUS = {
     errors.KeyNotFound: 404,
     errors.NotAcceptable: 406,
     errors.AccountExists: 409,
+    errors.BodyTimeout: 408,
     errors.BodyTooLarge: 413,
+    errors.TooManyHeaders: 431,
     errors.RateLimited: 429,
     errors.GenerationFailed: 500,
-    errors.QueueFull: 503,
+    errors.ServerBusy: 503,
+    errors.ClientGone: 499,  # nginx's code: nobody reads it, the usage table shows it
     errors.InvalidCredentials: 401,
     errors.InvalidWebhook: 400,
     errors.PaymentProviderError: 502,
@@ -50,10 +54,12 @@ def headers_for(error: errors.PixeldropError) -> dict[str, str]:
             "RateLimit-Remaining": "0",
             "RateLimit-Reset": str(error.retry_after),
         }
-    if isinstance(error, errors.QueueFull):
+    if isinstance(error, errors.ServerBusy):
         return {"Retry-After": str(error.retry_after)}
     if isinstance(error, errors.OutOfCredits):
         return {"x-remaining-credits": str(error.remaining), "x-credits-consumed": "0"}
+    if isinstance(error, errors.BodyTimeout):
+        return {"Connection": "close"}  # the rest of the body may still come: the connection is unusable
     return {}
 
 
@@ -71,6 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:
         return error_response(400, "Malformed request.")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, _error: ClientDisconnect) -> JSONResponse:
+        # Nobody is left to read an answer: one line, not the catch-all's traceback (logged twice).
+        log.info("%s %s: the client disconnected before sending its whole body", request.method, request.url.path)
+        return error_response(400, "The client disconnected before sending its whole body.")
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
+from pathlib import Path
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -9,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
 from pixeldrop.errors import MissingApiKey, PixeldropError
-from pixeldrop.paid_generation import generate_paid
+from pixeldrop.paid_generation import Purchase
 
+from .disconnect import until_disconnected
 from .errors import status_for
-from .forms import parse_prompt, read_body
+from .forms import VISIBLE_CHARACTER, parse_prompt, read_body
 from .negotiation import CONTENT_TYPES, choose_format, encode_image
 from .services import Services
 
@@ -23,8 +28,9 @@ IMAGE_RESPONSES = {
     **{code: {"description": text, "content": {"application/json": {"example": {"error": text}}}}
        for code, text in [(400, "Malformed request"), (401, "Missing API key"), (402, "No remaining credits"),
                           (403, "Invalid or revoked API key"), (406, "Accept header not acceptable"),
-                          (413, "Body too large"), (429, "Rate limited"), (500, "Generation failed"),
-                          (503, "Generation queue full")]},
+                          (408, "Body not received in time"), (413, "Body too large"), (429, "Rate limited"),
+                          (431, "Too many headers"), (500, "Generation failed"),
+                          (503, "Busy: queue full, deadline passed or storage unavailable")]},
 }
 
 
@@ -38,7 +44,8 @@ IMAGE_RESPONSES = {
             "required": True,
             "content": {
                 media: {"schema": {"type": "object", "required": ["prompt"],
-                                   "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 1000}}}}
+                                   "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 1000,
+                                                             "pattern": VISIBLE_CHARACTER}}}}
                 for media in ("multipart/form-data", "application/x-www-form-urlencoded")
             },
         },
@@ -61,15 +68,17 @@ async def text_to_image(request: Request) -> Response:
         await run_in_threadpool(credits.record_refusal, services.db, key.account_id, key.id, status_for(error))
         raise
 
-    encoded: list[bytes] = []
+    seed = secrets.randbits(31)
 
-    async def encode(image) -> None:
-        encoded.append(await run_in_threadpool(encode_image, image, fmt, settings.jpeg_quality))
+    async def paid_image() -> tuple[bytes, Purchase]:
+        async with services.paid.image(key.account_id, key.id) as purchase:
+            image = await purchase.generate(prompt, seed)
+            # Encoded before the block ends: an image that cannot be delivered is not charged.
+            return await run_in_threadpool(encode_image, image, fmt, settings.jpeg_quality), purchase
 
-    paid = await generate_paid(services.db, services.worker, key.account_id, key.id, prompt,
-                               settings.credits_per_image, finish=encode)
+    image_bytes, paid = await until_disconnected(request, paid_image())
     return Response(
-        content=encoded[0],
+        content=image_bytes,
         media_type=CONTENT_TYPES[fmt],
         headers={
             "x-remaining-credits": str(paid.remaining),
@@ -81,15 +90,36 @@ async def text_to_image(request: Request) -> Response:
     )
 
 
+def _is_operator(request: Request, token: str | None) -> bool:
+    """Whether the request carries `Authorization: Bearer <operator token>` (compared in constant time)."""
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        presented.strip().encode("latin-1"), token.encode())
+
+
+def _public(model: dict) -> dict:
+    """The model's details for anyone: a local folder by its name, not by where it is on the server."""
+    where = model.get("model")
+    if isinstance(where, str) and Path(where).is_dir():
+        return {**model, "model": Path(where).name}
+    return model
+
+
+# Monitors probe with HEAD. Registered after GET, so that a 405 lists GET (the first route that
+# matches the path decides `Allow`); kept out of the schema, where it would repeat GET's id.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="Liveness, model and queue state")
 async def healthz(request: Request) -> JSONResponse:
     services = Services.of(request)
+    engine = services.engine
+    model = engine.describe()
     return JSONResponse({
         "status": "ok",
-        "model": services.worker.generator.describe(),
-        "queue": {"waiting": services.worker.queued, "busy": services.worker.busy,
-                  "capacity": services.settings.queue_size},
-        "images_made": services.worker.images_made,
+        "model": model if _is_operator(request, services.settings.operator_token) else _public(model),
+        "engine": engine.name,
+        "replicas": await run_in_threadpool(engine.replicas),  # Ray's controller answers this one
+        "queue": {"waiting": engine.queued, "busy": engine.busy, "capacity": services.settings.queue_size},
+        "images_made": engine.images_made,
         "database": services.db.dialect,
         "rate_limiter": "redis" if services.settings.redis_url else "memory",
     })

@@ -1,4 +1,4 @@
-"""What the routes need, built once per app: settings, database, limiter, generation worker."""
+"""What the routes need, built once per app: settings, database, limiter, generation engine, paid path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from pixeldrop.generation import GenerationWorker
+from pixeldrop.generation import Engine
+from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
@@ -17,8 +18,9 @@ class Services:
     settings: Settings
     db: Database
     limiter: RateLimiter
-    worker: GenerationWorker
+    engine: Engine
+    paid: PaidGeneration
 
     @staticmethod
-    def of(request: Request) -> "Services":
+    def of(request: Request) -> Services:
         return request.app.state.services

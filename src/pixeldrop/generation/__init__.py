@@ -1,17 +1,24 @@
-"""Generation: the Generator interface, the diffusers backend, and the worker that runs it.
+"""Generation: the Generator and Engine interfaces, the diffusers backend, and the engines that
+run it: the local worker thread, or Ray Serve replicas. `ENGINES` is the registry the `engine`
+setting picks from.
 
-Nothing outside this package imports torch or diffusers.
+Nothing outside this package imports torch, diffusers or Ray.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from pixeldrop.metrics import Metrics
 from pixeldrop.models.tiny import WEIGHTS_DIR
 from pixeldrop.settings import Settings
 
-from .base import OUTPUT_SIZE, Generator
+from .admission import Place
+from .base import OUTPUT_SIZE, Engine, Generator
 from .worker import GenerationWorker
 
-__all__ = ["OUTPUT_SIZE", "Generator", "GenerationWorker", "default_model", "load_generator"]
+__all__ = ["ENGINES", "OUTPUT_SIZE", "Engine", "Generator", "GenerationWorker", "Place", "default_model",
+           "load_generator", "start_engine"]
 
 
 def default_model() -> str:
@@ -31,3 +38,29 @@ def load_generator(settings: Settings) -> Generator:
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
     )
+
+
+def _start_local(settings: Settings, generator: Generator | None, metrics: Metrics | None) -> Engine:
+    model = generator or load_generator(settings)
+    if settings.warm_up:
+        model.generate(["warm-up"], [0])
+    return GenerationWorker(model, settings.queue_size, settings.max_batch, settings.batch_wait_ms, metrics).start()
+
+
+def _start_ray(settings: Settings, generator: Generator | None, metrics: Metrics | None) -> Engine:
+    if generator is not None:
+        raise ValueError("the ray engine loads its model in its replicas; it takes no generator object")
+    from .ray_engine import RayEngine
+
+    return RayEngine(settings, metrics).start()
+
+
+ENGINES: dict[str, Callable[[Settings, Generator | None, Metrics | None], Engine]] = {
+    "local": _start_local,
+    "ray": _start_ray,
+}
+
+
+def start_engine(settings: Settings, generator: Generator | None = None, metrics: Metrics | None = None) -> Engine:
+    """The engine the settings name, started (model loaded, replicas running)."""
+    return ENGINES[settings.engine](settings, generator, metrics)

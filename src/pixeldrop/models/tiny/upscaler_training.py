@@ -49,7 +49,8 @@ def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAuto
     critic_opt = torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
     step = 0
     if path.exists():
-        state = torch.load(path, weights_only=False)
+        # Bandit B614: the training run's own checkpoint, in the operator's work folder (train.CHECKPOINTS).
+        state = torch.load(path, weights_only=False)  # nosec B614
         cascade.load_state_dict(state["model"])
         step = state["step"]
         if "opt" in state:

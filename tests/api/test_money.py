@@ -1,0 +1,194 @@
+"""No credit is lost or taken for nothing when clients hang up, queues fill, deadlines pass or
+the database fails: each case against a real uvicorn on a loopback port, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import httpx
+import uvicorn
+from sqlalchemy import func, select
+
+from pixeldrop import accounts
+from pixeldrop.accounts import credits
+from pixeldrop.api import create_app
+from pixeldrop.storage import ImageRequest, LedgerEntry
+
+from ..generators import GatedGenerator
+from ..server import free_port
+
+URL = "/text-to-image/v1"
+
+
+@dataclass
+class Live:
+    url: str
+    app: object
+
+    @property
+    def services(self):
+        return self.app.state.services
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+@contextmanager
+def live_server(settings, db, generator) -> Iterator[Live]:
+    """The app under a real uvicorn in a thread, so that clients can really hang up."""
+    app = create_app(settings, generator=generator, db=db)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, "the server to start")
+    try:
+        yield Live(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def open_request(port: int, key: str, prompt: str) -> socket.socket:
+    """A whole request sent on a raw socket, whose answer is not read (the client may then hang up)."""
+    body = urlencode({"prompt": prompt}).encode()
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(b"POST " + URL.encode() + b" HTTP/1.1\r\nHost: test\r\nx-api-key: " + key.encode()
+                       + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+                       + str(len(body)).encode() + b"\r\n\r\n" + body)
+    return connection
+
+
+def post(live: Live, key: str, prompt: str = "a red apple", **kwargs) -> httpx.Response:
+    return httpx.post(live.url + URL, headers={"x-api-key": key}, files={"prompt": (None, prompt)}, timeout=60,
+                      **kwargs)
+
+
+def requests_by_state(db, account_id: int) -> dict[str, list[int]]:
+    """`{state: [http_status, ...]}` of the account's usage rows, oldest first."""
+    with db.session() as session:
+        rows = session.execute(select(ImageRequest.state, ImageRequest.http_status)
+                               .where(ImageRequest.account_id == account_id).order_by(ImageRequest.id)).all()
+    found: dict[str, list[int]] = {}
+    for state, status in rows:
+        found.setdefault(state, []).append(status)
+    return found
+
+
+def ledger_rows(db, account_id: int) -> list[tuple[str, int]]:
+    with db.session() as session:
+        return [tuple(row) for row in session.execute(
+            select(LedgerEntry.reason, LedgerEntry.delta).where(LedgerEntry.account_id == account_id)
+            .order_by(LedgerEntry.id))]
+
+
+def assert_books_balance(db, account_id: int) -> None:
+    """The balance is what the ledger adds up to, and every charged image is in it once."""
+    with db.session() as session:
+        total = session.scalar(select(func.sum(LedgerEntry.delta)).where(LedgerEntry.account_id == account_id))
+    assert total == credits.balance(db, account_id)
+
+
+def new_account(db, credits_: int = 100, email: str = "payer@example.com") -> tuple[str, int]:
+    account = accounts.create_account(db, email, free_credits=credits_)
+    return accounts.create_key(db, email).key, account.id
+
+
+def test_a_client_that_hangs_up_is_not_charged_and_its_queued_job_never_runs(settings, db, tiny_generator):
+    gated = GatedGenerator(tiny_generator)
+    with live_server(settings, db, gated) as live:
+        key, account_id = new_account(db)
+        running = open_request(live.port, key, "running when its client leaves")
+        assert gated.started.wait(timeout=30)
+        queued = open_request(live.port, key, "queued when its client leaves")
+        wait_until(lambda: len(requests_by_state(db, account_id).get("pending", [])) == 2, "two reservations")
+
+        queued.close()
+        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == [499], "the queued one refunded")
+        running.close()
+        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == [499, 499], "both refunded")
+        assert credits.balance(db, account_id) == 100
+
+        gated.gate.set()
+        answered = post(live, key, "a client that stays")
+        assert answered.status_code == 200
+        assert answered.headers["x-remaining-credits"] == "98"
+    assert gated.prompts == ["running when its client leaves", "a client that stays"], \
+        "the job whose client left while it was queued never reached the model"
+    assert requests_by_state(db, account_id) == {"refunded": [499, 499], "charged": [200]}
+    assert_books_balance(db, account_id)
+
+
+def test_a_full_queue_is_503_before_any_credit_moves(settings, db, tiny_generator):
+    settings.queue_size = 1
+    gated = GatedGenerator(tiny_generator)
+    with live_server(settings, db, gated) as live:
+        busy_key, _ = new_account(db, email="busy@example.com")
+        key, account_id = new_account(db, credits_=2)  # exactly one image's worth
+        first = open_request(live.port, busy_key, "keeps the model busy")
+        assert gated.started.wait(timeout=30)
+        second = open_request(live.port, busy_key, "takes the only queue place")
+        wait_until(lambda: live.services.engine.queued == 1, "the queue to fill")
+
+        refused = post(live, key)
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["retry-after"]) >= 1
+        assert ledger_rows(db, account_id) == [("free", 2)], "a 503 writes no ledger row"
+        assert requests_by_state(db, account_id) == {"refused": [503]}
+        assert credits.balance(db, account_id) == 2
+        gated.gate.set()
+        for connection in (first, second):
+            connection.close()
+        wait_until(lambda: live.services.engine.queued == 0, "the queue to drain")
+        assert post(live, key).status_code == 200
+    assert credits.balance(db, account_id) == 0
+
+
+def test_the_generation_deadline_ends_in_503_and_refunds(settings, db, tiny_generator):
+    settings.generation_deadline_seconds = 0.5
+    gated = GatedGenerator(tiny_generator)
+    with live_server(settings, db, gated) as live:
+        key, account_id = new_account(db)
+        late = post(live, key)
+        assert late.status_code == 503, late.text
+        assert "not ready within 0.5 seconds" in late.json()["error"]
+        assert credits.balance(db, account_id) == 100
+        assert requests_by_state(db, account_id) == {"refunded": [503]}
+        gated.gate.set()
+    assert_books_balance(db, account_id)
+
+
+def test_the_sweeper_never_refunds_a_request_this_process_is_serving(settings, db, tiny_generator):
+    gated = GatedGenerator(tiny_generator)
+    with live_server(settings, db, gated) as live:
+        key, account_id = new_account(db)
+        answers: list[httpx.Response] = []
+        client = threading.Thread(target=lambda: answers.append(post(live, key)))
+        client.start()
+        assert gated.started.wait(timeout=30)
+        paid = live.services.paid
+        paid.stale_after = timedelta(0)  # every pending reservation now looks stale...
+        assert asyncio.run(paid.sweep()) == 0, "...but the live one is this process's own"
+        gated.gate.set()
+        client.join()
+    assert answers[0].status_code == 200
+    assert requests_by_state(db, account_id) == {"charged": [200]}
+    assert credits.balance(db, account_id) == 98
