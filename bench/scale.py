@@ -77,13 +77,11 @@ def _api_process(port: int, env: dict[str, str]) -> None:
     uvicorn.run(create_app(settings, generator=InstantGenerator()), host="127.0.0.1", port=port, log_level="warning")
 
 
-def _make_keys(env: dict[str, str], accounts: int) -> list[str]:
-    os.environ.update(env)
+def _make_keys(database_url: str, accounts: int) -> list[str]:
     from pixeldrop import accounts as pd_accounts
-    from pixeldrop.settings import Settings
     from pixeldrop.storage import Database
 
-    db = Database.open(Settings(_env_file=None).resolved_database_url)
+    db = Database.open(database_url)
     keys = []
     for i in range(accounts):
         email = f"bench{i}-{time.time_ns()}@example.com"
@@ -131,7 +129,7 @@ def _wait_healthy(url: str, timeout: float = 300) -> None:
 
 def api_tier(database: str, env: dict[str, str], processes: int, seconds: float) -> str:
     ports = [free_port() for _ in range(processes)]
-    keys = _make_keys(env, 32)
+    keys = _make_keys(env["PIXELDROP_DATABASE_URL"], 32)
     context = multiprocessing.get_context("spawn")
     servers = [context.Process(target=_api_process, args=(port, env), daemon=True) for port in ports]
     for server in servers:
