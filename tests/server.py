@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 BIN = Path(sys.executable).parent / "pixeldrop"
@@ -58,7 +60,7 @@ class Server:
             if marker in line:
                 return line
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self.wait_for("Uvicorn running on")
         return self
 
@@ -74,3 +76,12 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll a state change in another thread or process (a condition, not a guessed delay)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

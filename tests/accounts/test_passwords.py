@@ -4,7 +4,7 @@ a new password or their age end."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from argon2 import PasswordHasher
@@ -150,4 +150,4 @@ def test_hashes_made_with_old_parameters_are_upgraded_at_sign_in(sqlite_db, monk
 
 def _aware(moment: datetime) -> datetime:
     """SQLite gives back naive datetimes (in UTC); PostgreSQL aware ones."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from sqlalchemy import update
 
@@ -24,11 +24,11 @@ def charge(db, account_id: int, key_id: int | None, at: datetime | None = None) 
 def test_credits_spent_per_day_counts_charged_images_per_utc_day(db):
     account = accounts.create_account(db, "ada@example.com", 100)
     today = date(2026, 3, 10)
-    late = datetime(2026, 3, 9, 23, 59, 30, tzinfo=timezone.utc)
+    late = datetime(2026, 3, 9, 23, 59, 30, tzinfo=UTC)
     charge(db, account.id, None, late)
     charge(db, account.id, None, late + timedelta(seconds=45))  # 00:00:15 the next day
     charge(db, account.id, None, datetime(2026, 3, 10, 12, 0, tzinfo=timezone(timedelta(hours=-5))))  # 17:00 UTC
-    charge(db, account.id, None, datetime(2026, 2, 20, tzinfo=timezone.utc))  # before the window
+    charge(db, account.id, None, datetime(2026, 2, 20, tzinfo=UTC))  # before the window
     refunded = credits.reserve(db, account.id, None, 2)
     credits.refund(db, refunded, 500)
     credits.reserve(db, account.id, None, 2)  # pending: not spent (yet)

@@ -221,27 +221,6 @@ def test_generation_failure_is_500_json_and_refunded(settings, sqlite_db):
         assert credits.balance(sqlite_db, account_id) == 100
 
 
-def test_full_queue_is_503_with_retry_after_and_free(settings, sqlite_db, tiny_generator):
-    settings.queue_size = 1
-    gated = GatedGenerator(tiny_generator)
-    with running(settings, sqlite_db, gated) as client:
-        key, account_id = new_key(sqlite_db)
-        responses = {}
-        first = threading.Thread(target=lambda: responses.setdefault("first", post(client, key)))
-        first.start()
-        assert gated.started.wait(timeout=30)  # the worker is busy with the first request
-        worker = client.app.state.services.engine
-        filler = worker.submit(worker.admit(), "fills the only queue slot", 1)
-        refused = post(client, key)
-        assert_error(refused, 503, "queue")
-        assert int(refused.headers["retry-after"]) >= 1
-        gated.gate.set()
-        first.join()
-        filler.result(timeout=30)
-        assert responses["first"].status_code == 200
-        assert credits.balance(sqlite_db, account_id) == 98
-
-
 def test_server_stays_responsive_while_generating(settings, sqlite_db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with running(settings, sqlite_db, gated) as client:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +23,7 @@ from pixeldrop.api import create_app
 from pixeldrop.storage import ImageRequest, LedgerEntry
 
 from ..generators import GatedGenerator
-from ..server import free_port
+from ..server import free_port, wait_until
 
 URL = "/text-to-image/v1"
 
@@ -59,14 +58,6 @@ def live_server(settings, db, generator) -> Iterator[Live]:
         thread.join(timeout=30)
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def open_request(port: int, key: str, prompt: str) -> socket.socket:
     """A whole request sent on a raw socket, whose answer is not read (the client may then hang up)."""
     body = urlencode({"prompt": prompt}).encode()
@@ -80,6 +71,14 @@ def open_request(port: int, key: str, prompt: str) -> socket.socket:
 def post(live: Live, key: str, prompt: str = "a red apple", **kwargs) -> httpx.Response:
     return httpx.post(live.url + URL, headers={"x-api-key": key}, files={"prompt": (None, prompt)}, timeout=60,
                       **kwargs)
+
+
+def post_in_background(live: Live, key: str) -> tuple[threading.Thread, list[httpx.Response]]:
+    """A request in a thread of its own; its answer lands in the list once the thread ends."""
+    answers: list[httpx.Response] = []
+    client = threading.Thread(target=lambda: answers.append(post(live, key)))
+    client.start()
+    return client, answers
 
 
 def requests_by_state(db, account_id: int) -> dict[str, list[int]]:
@@ -180,9 +179,7 @@ def test_the_sweeper_never_refunds_a_request_this_process_is_serving(settings, d
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
         key, account_id = new_account(db)
-        answers: list[httpx.Response] = []
-        client = threading.Thread(target=lambda: answers.append(post(live, key)))
-        client.start()
+        client, answers = post_in_background(live, key)
         assert gated.started.wait(timeout=30)
         paid = live.services.paid
         paid.stale_after = timedelta(0)  # every pending reservation now looks stale...

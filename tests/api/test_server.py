@@ -10,7 +10,7 @@ import requests
 from PIL import Image
 
 from ..http_contract import check_contract
-from ..server import Server, cli
+from ..server import Server, cli, wait_until
 
 URL_PATH = "/text-to-image/v1"
 
@@ -100,7 +100,7 @@ def test_a_crash_mid_generation_loses_no_credit(tmp_path, tiny_model):
         with engine.connect() as connection:
             return connection.execute(text("SELECT credits FROM accounts")).scalar()
 
-    _wait_until(lambda: balance() == 8)  # reserved: generation has begun
+    wait_until(lambda: balance() == 8, "the reservation", timeout=120)  # reserved: generation has begun
     os.kill(server.process.pid, signal.SIGKILL)
     server.process.wait()
     assert balance() == 8, "the reservation outlives the process"
@@ -109,7 +109,7 @@ def test_a_crash_mid_generation_loses_no_credit(tmp_path, tiny_model):
     # sweep or the periodic one gives this one back.
     restarted = Server(home, "--model", tiny_model, PIXELDROP_GENERATION_DEADLINE_SECONDS="1",
                        PIXELDROP_STALE_RESERVATION_SECONDS="2").start()
-    _wait_until(lambda: balance() == 10)
+    wait_until(lambda: balance() == 10, "the refund", timeout=120)
     restarted.stop()
     with engine.connect() as connection:
         reasons = connection.execute(text("SELECT reason, delta FROM credit_ledger ORDER BY id")).all()
@@ -123,13 +123,3 @@ def _swallow(call) -> None:
         call()
     except requests.RequestException:
         pass
-
-
-def _wait_until(condition, timeout: float = 120) -> None:
-    """Wait for a state change in another process (a condition, not a guessed delay)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)

@@ -8,7 +8,6 @@ import asyncio
 import shutil
 import sqlite3
 import subprocess
-import threading
 import time
 
 import httpx
@@ -20,7 +19,7 @@ from pixeldrop.storage.database import create_db_engine
 
 from ..generators import FailingGenerator, GatedGenerator
 from ..server import BIN, cli_env
-from .test_money import assert_books_balance, live_server, new_account, post, requests_by_state
+from .test_money import assert_books_balance, live_server, new_account, post, post_in_background, requests_by_state
 
 NEUTRAL = "The service's storage is unavailable; try again shortly."
 
@@ -35,9 +34,7 @@ def test_a_refund_blocked_by_a_locked_database_stalls_nothing_and_is_retried(set
     gated = GatedGenerator(FailingGenerator())
     with live_server(settings, db, gated) as live:
         key, account_id = new_account(db)
-        answers: list[httpx.Response] = []
-        client = threading.Thread(target=lambda: answers.append(post(live, key)))
-        client.start()
+        client, answers = post_in_background(live, key)
         assert gated.started.wait(timeout=30)
         lock = sqlite3.connect(db_path, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")  # another process holds the database past the busy timeout

@@ -39,7 +39,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -55,8 +54,8 @@ from sqlalchemy import func, select
 from pixeldrop.accounts import credits
 from pixeldrop.storage import Database, ImageRequest, LedgerEntry
 
-from ..api.test_money import new_account, open_request, wait_until
-from ..server import Server
+from ..api.test_money import new_account, open_request
+from ..server import Server, wait_until
 
 URL = "/text-to-image/v1"
 PRICE = 2
@@ -131,7 +130,7 @@ def hang_up(run: Run, account: str, after: float) -> Outcome:
     connection.settimeout(after)
     try:
         connection.recv(1)  # whatever came, the client leaves without reading its answer
-    except (socket.timeout, OSError):
+    except (TimeoutError, OSError):
         pass
     finally:
         connection.close()

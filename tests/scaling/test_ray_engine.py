@@ -12,8 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from ..http_contract import URL_PATH, check_contract
-from ..server import Server, cli, free_port
+from ..server import Server, cli, free_port, wait_until
 
 ray = pytest.importorskip("ray")
 from ray import serve  # noqa: E402
@@ -54,14 +53,6 @@ def fresh_app(ray_address) -> str:
     if "pixeldrop" in serve.status().applications:
         serve.delete("pixeldrop")
     return ray_address
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def replica_pids() -> set[int]:

@@ -148,7 +148,7 @@ class FakeStripe:
         self.deliver(checkout_completed(session))
         return 303, "", "text/plain", {"Location": session["success_url"]}
 
-    def __enter__(self) -> "FakeStripe":
+    def __enter__(self) -> FakeStripe:
         self._thread.start()
         return self
 

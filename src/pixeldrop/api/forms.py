@@ -27,12 +27,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"Request body is larger than {limit} bytes.")
+        raise BodyTooLarge(f"The request body is larger than {limit // 1024} KiB.")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"Request body is larger than {limit} bytes.")
+            raise BodyTooLarge(f"The request body is larger than {limit // 1024} KiB.")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -13,23 +13,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from pixeldrop.errors import BodyTooLarge
+from pixeldrop.api.forms import read_body
 
 LIMIT = 64 * 1024
 MAX_FIELDS = 16  # the largest page form has four
-
-
-async def _read(request: Request) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > LIMIT:
-        raise BodyTooLarge(f"A form may send at most {LIMIT // 1024} KiB.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > LIMIT:
-            raise BodyTooLarge(f"A form may send at most {LIMIT // 1024} KiB.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -52,7 +39,7 @@ async def bounded(request: Request) -> Request:
     The form is kept in `request.state.form` for the CSRF check; FastAPI's own `request.form()`
     on the returned request gets the same one, as Starlette keeps a parsed form.
     """
-    body = await _read(request)
+    body = await read_body(request, LIMIT)
     replayed = Request(request.scope, _replay(body, request.receive))
     request.state.form = await replayed.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=LIMIT)
     return replayed
