@@ -70,7 +70,7 @@ def _api_process(port: int, env: dict[str, str]) -> None:
     os.environ.update(env)
     import uvicorn
 
-    from pixeldrop.api import create_app
+    from pixeldrop.app import create_app
     from pixeldrop.settings import Settings
 
     settings = Settings(warm_up=False, queue_size=256, rate_limit_per_minute=10**6, _env_file=None)

@@ -45,7 +45,7 @@ def compare_on_generated(pipe, prompts: list[str], path: Path) -> None:
     painted = to_uint8(pipe.vae.decode(latents).sample.float().clamp(-1, 1))
     small = to_uint8(pipe.vae.decode_small(latents).float().clamp(-1, 1))
     rows = [np.concatenate([np.asarray(Image.fromarray(s).resize((512, 512), Image.LANCZOS)), p], 1)
-            for s, p in zip(small, painted)]
+            for s, p in zip(small, painted, strict=True)]
     Image.fromarray(np.concatenate(rows, 0)).save(path, quality=90)
 
 

@@ -1,55 +1,122 @@
 """The `pixeldrop` command: serve the API, manage accounts, keys and credits, generate locally.
 
 Every command opens (and on first use creates and migrates) the database named by the
-settings; there is no separate init step.
+settings; there is no separate init step. What goes wrong is one `error:` line: exit code 2 for
+a value the command cannot use (a flag, a PIXELDROP_ variable, an argument), found before
+anything loads; exit code 1 for an operation refused (an unknown account, a duplicate).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits as credit_rules
 from pixeldrop.accounts import passwords
-from pixeldrop.errors import PixeldropError
-from pixeldrop.settings import Settings
+from pixeldrop.errors import InvalidInput, PixeldropError
+from pixeldrop.settings import Decoder, Engine, Precision, Preset, Settings
 from pixeldrop.storage import Database
 
-app = typer.Typer(help="pixeldrop: a self-hosted, ClipDrop-compatible text-to-image API.", no_args_is_help=True)
-accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-credits_app = typer.Typer(help="Credits.", no_args_is_help=True)
+# Every group: plain click output (rich_markup_mode=None), so help has no boxes and no `<bool>`
+# beside every flag, and a bad value is one `Error:` line rather than a framed panel that wraps it.
+app = typer.Typer(help="pixeldrop: a self-hosted, ClipDrop-compatible text-to-image API.\n\nEvery command keeps "
+                       "its state (the database, by default SQLite) in the state folder, --home.",
+                  no_args_is_help=True, rich_markup_mode=None)
+accounts_app = typer.Typer(help="Create accounts and set their passwords.\n\nA password lets the account sign in "
+                                "to the account pages.", no_args_is_help=True, rich_markup_mode=None)
+keys_app = typer.Typer(help="Create, list and revoke API keys.\n\nRequests carry their key in the x-api-key header.",
+                       no_args_is_help=True, rich_markup_mode=None)
+credits_app = typer.Typer(help="Add or remove an account's credits.\n\nEach change is a row in the credit ledger.",
+                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(credits_app, name="credits")
 
-err = Console(stderr=True)
-out = Console()
+# soft_wrap: no line is cut to the terminal's width (80 columns when the output is a file or a
+# pipe), so that an email, a key prefix or a path can be copied whole from it.
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 DEMO_EMAIL = "demo@example.com"
+# Options named otherwise than the setting they set; every other option is its setting's name.
+FLAG_OF_SETTING = {"num_inference_steps": "--steps", "guidance_scale": "--guidance"}
+# `credits add EMAIL -5` reaches AMOUNT's range check instead of failing as an unknown option `-5`.
+NUMBERS_MAY_BE_NEGATIVE = {"ignore_unknown_options": True}
+
+Email = Annotated[str, typer.Argument(metavar="EMAIL", help="The account's email address.")]
+Amount = Annotated[int, typer.Argument(metavar="AMOUNT", min=1, help="How many credits, 1 or more.")]
+Note = Annotated[str, typer.Option(help="Why, for the ledger.")]
+
+
+def _setting_default(name: str) -> str:
+    """A setting's built-in default, for --help. Options default to None, so that a PIXELDROP_
+    variable or .env still applies where the flag is not given."""
+    return str(Settings.model_fields[name].default)
 
 
 class _State:
-    overrides: dict = {}
+    overrides: dict = {}  # settings given as global options (--home, --database-url)
 
 
 @app.callback()
 def main(
-    home: Annotated[Optional[Path], typer.Option(help="State folder (env PIXELDROP_HOME).")] = None,
-    database_url: Annotated[Optional[str], typer.Option(help="SQLAlchemy URL (env PIXELDROP_DATABASE_URL).")] = None,
+    home: Annotated[Path | None, typer.Option(help="State folder (env PIXELDROP_HOME).",
+                                              show_default=_setting_default("home"))] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (env PIXELDROP_DATABASE_URL).",
+                                                     show_default="SQLite in the state folder")] = None,
 ) -> None:
     _State.overrides = {k: v for k, v in {"home": home, "database_url": database_url}.items() if v is not None}
 
 
-def _settings(**overrides) -> Settings:
-    return Settings(**_State.overrides, **{k: v for k, v in overrides.items() if v is not None})
+def _origin(name: str, given: bool) -> str:
+    """Where a setting's value came from, to name it in an error: its flag, or its variable."""
+    if given:
+        return FLAG_OF_SETTING.get(name, "--" + name.replace("_", "-"))
+    return f"PIXELDROP_{name.upper()}"
+
+
+def _settings(**options) -> Settings:
+    """The settings: PIXELDROP_ variables and .env, overridden by the options given (not None).
+
+    A value pydantic refuses is one line naming its flag or variable, and exit code 2, rather
+    than pydantic's report in a traceback.
+    """
+    given = {**_State.overrides, **{name: value for name, value in options.items() if value is not None}}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        for problem in error.errors():
+            where = _origin(str(problem["loc"][0]), problem["loc"][0] in given) if problem["loc"] else "settings"
+            cause = problem.get("ctx", {}).get("error")  # a validator's own message, without "Value error, "
+            _error(f"{where}: {cause if isinstance(cause, Exception) else problem['msg']}")
+        raise typer.Exit(code=2) from None
+
+
+def _preflight(settings: Settings, options: Mapping[str, object]) -> None:
+    """Refuse a model or device that loading would fail on, before anything loads (exit code 2).
+
+    `options` are the command's own flags, to name the flag or the variable in the error.
+    """
+    from pixeldrop.generation import default_model
+    from pixeldrop.generation.preflight import check_device, check_model
+
+    for name, check, value in (("model", check_model, settings.model or default_model()),
+                               ("device", check_device, settings.device)):
+        try:
+            check(value)
+        except InvalidInput as error:
+            _error(f"{_origin(name, options.get(name) is not None)}: {error.message}")
+            raise typer.Exit(code=2) from None
 
 
 def _database(settings: Settings) -> Database:
@@ -57,18 +124,23 @@ def _database(settings: Settings) -> Database:
     try:
         return Database.open(settings.resolved_database_url, settings.database_busy_timeout_seconds)
     except PixeldropError as error:
-        raise _fail(error)
+        raise _fail(error) from None
+
+
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}")
 
 
 def _fail(error: PixeldropError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {error.message}", soft_wrap=True)  # one line, however long
+    _error(error.message)
     return typer.Exit(code=1)
 
 
 @accounts_app.command("create")
 def accounts_create(
-    email: str,
-    credits: Annotated[Optional[int], typer.Option(help="Starting credits (default: the free credits setting).")] = None,
+    email: Email,
+    credits: Annotated[int | None, typer.Option(help="Starting credits.",
+                                                show_default="the free credits setting")] = None,
 ) -> None:
     """Create an account with its free credits."""
     settings = _settings()
@@ -76,27 +148,46 @@ def accounts_create(
     try:
         account = accounts.create_account(db, email, settings.free_credits if credits is None else credits)
     except PixeldropError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     out.print(f"created account {account.email} with {account.credits} credits")
 
 
+def _read_password(prompt: str) -> str:
+    """A password: typed without echo on a terminal, else the next line of standard input.
+
+    A script pipes the password in: getpass, finding no terminal to hide it on, would warn and
+    print the prompt to the script.
+    """
+    if sys.stdin.isatty():
+        return typer.prompt(prompt, hide_input=True)
+    return sys.stdin.readline().removesuffix("\n")
+
+
 @accounts_app.command("set-password")
-def accounts_set_password(email: str) -> None:
-    """Set the password an account signs in with on the account pages (asked for, never an argument)."""
+def accounts_set_password(email: Email) -> None:
+    """Set the password an account signs in with.
+
+    The account pages take it. It is asked for twice (or read from two lines of standard input),
+    never taken as an argument.
+    """
     db = _database(_settings())
     try:
         accounts.get_account(db, email)
-        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+        password = _read_password("New password")
+        passwords.check_password_rules(password)
+        if _read_password("Repeat it") != password:
+            raise InvalidInput("The two passwords differ; nothing was changed.")
         account = passwords.set_password(db, email, password)
     except PixeldropError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     out.print(f"password set for {account.email}; other browsers signed in to it are signed out")
 
 
 @keys_app.command("create")
 def keys_create(
-    email: str,
-    rate_limit: Annotated[Optional[int], typer.Option(help="Requests per minute for this key.")] = None,
+    email: Email,
+    rate_limit: Annotated[int | None, typer.Option(help="Requests per minute for this key.",
+                                                   show_default="the rate limit setting")] = None,
     name: Annotated[str, typer.Option(help="A label to recognise the key by.")] = "",
 ) -> None:
     """Create an API key; it is printed once, alone on the last line."""
@@ -104,20 +195,24 @@ def keys_create(
     try:
         new = accounts.create_key(db, email, rate_limit_per_minute=rate_limit, name=name)
     except PixeldropError as error:
-        raise _fail(error)
+        raise _fail(error) from None
     err.print(f"API key {new.info.prefix} for {email}; store it now, it is not shown again:")
     print(new.key, flush=True)
 
 
 @keys_app.command("list")
-def keys_list(email: str) -> None:
-    """List an account's keys by prefix."""
+def keys_list(email: Email) -> None:
+    """List an account's keys by prefix.
+
+    Keys are stored hashed: the whole key is never shown again.
+    """
     db = _database(_settings())
     try:
         keys = accounts.list_keys(db, email)
     except PixeldropError as error:
-        raise _fail(error)
-    table = Table("prefix", "name", "state", "rate limit/min", "created", "last used")
+        raise _fail(error) from None
+    # A prefix is copied whole (to revoke the key): its column never wraps; the others give way.
+    table = Table(Column("prefix", no_wrap=True), "name", "state", "rate limit/min", "created", "last used")
     for key in keys:
         table.add_row(key.prefix, key.name, "active" if key.active else "revoked",
                       str(key.rate_limit_per_minute or "default"), f"{key.created_at:%Y-%m-%d %H:%M}",
@@ -126,25 +221,51 @@ def keys_list(email: str) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_or_prefix: str) -> None:
+def keys_revoke(
+    key_or_prefix: Annotated[str, typer.Argument(metavar="KEY_OR_PREFIX", help="The key's prefix (pd_1a2b3c4d) or "
+                                                                               "the whole key.")],
+) -> None:
     """Revoke a key by its prefix (or the whole key). The account keeps its credits."""
     db = _database(_settings())
     try:
-        key = accounts.revoke_key(db, key_or_prefix)
+        key, revoked_now = accounts.revoke_key(db, key_or_prefix)
     except PixeldropError as error:
-        raise _fail(error)
-    out.print(f"revoked {key.prefix}")
+        raise _fail(error) from None
+    if revoked_now:
+        out.print(f"revoked {key.prefix}")
+    else:
+        out.print(f"{key.prefix} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC")
 
 
-@credits_app.command("add")
-def credits_add(email: str, amount: int, note: Annotated[str, typer.Option(help="Why, for the ledger.")] = "") -> None:
-    """Add credits to an account (recorded in the ledger as an operator grant)."""
+@credits_app.command("add", context_settings=NUMBERS_MAY_BE_NEGATIVE)
+def credits_add(email: Email, amount: Amount, note: Note = "") -> None:
+    """Add credits to an account.
+
+    The ledger records them as an operator grant. AMOUNT is 1 or more: to take credits away, use
+    `pixeldrop credits remove`.
+    """
     db = _database(_settings())
     try:
         account = accounts.get_account(db, email)
         balance = credit_rules.add_credits(db, account.id, amount, "operator", note=note)
     except PixeldropError as error:
-        raise _fail(error)
+        raise _fail(error) from None
+    out.print(f"{account.email} now has {balance} credits")
+
+
+@credits_app.command("remove", context_settings=NUMBERS_MAY_BE_NEGATIVE)
+def credits_remove(email: Email, amount: Amount, note: Note = "") -> None:
+    """Take credits away from an account.
+
+    The ledger records it as an operator removal. The balance never goes below 0: an account
+    holding fewer than AMOUNT credits loses none.
+    """
+    db = _database(_settings())
+    try:
+        account = accounts.get_account(db, email)
+        balance = credit_rules.remove_credits(db, account.id, amount, note=note)
+    except PixeldropError as error:
+        raise _fail(error) from None
     out.print(f"{account.email} now has {balance} credits")
 
 
@@ -152,7 +273,8 @@ def _ensure_demo_account(settings: Settings, db: Database) -> None:
     """On a brand-new database, make a demo account so the first curl works right away.
 
     Its key is printed once, to standard output with `print`: never through `logging`, whose
-    handlers write the server's log (standard error, or wherever the operator sends it).
+    handlers write the server's log (standard error, or wherever the operator sends it), and
+    never through rich, which wraps lines to the terminal's width: the curl line is copied whole.
     """
     if not settings.demo_account or accounts.count_accounts(db) > 0:
         return
@@ -167,60 +289,120 @@ def _ensure_demo_account(settings: Settings, db: Database) -> None:
     )
 
 
+# Options that serve and generate share.
+Model = Annotated[str | None, typer.Option(help="Diffusers model: a hub id or a local folder (env PIXELDROP_MODEL).",
+                                           show_default="pixeldrop-tiny, shipped with pixeldrop")]
+Steps = Annotated[int | None, typer.Option(help="Denoising steps.", show_default="the model's")]
+Guidance = Annotated[float | None, typer.Option(help="Guidance scale.", show_default="the model's")]
+PresetOption = Annotated[Preset | None, typer.Option(help="fast (TAESD decoder) or quality (full VAE).")]
+PrecisionOption = Annotated[Precision | None, typer.Option(
+    help="Weights' precision; auto is fp16 on CUDA, bf16 on CPUs that have it, else fp32.", show_default="auto")]
+DecoderOption = Annotated[Decoder | None, typer.Option(help="full (the model's VAE) or tiny (TAESD).",
+                                                       show_default="full, or the preset's")]
+Verbose = Annotated[bool | None, typer.Option(
+    "--verbose", help="Also show what the libraries print while the model loads (warnings, progress bars).")]
+
+
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Interface to listen on (env PIXELDROP_HOST).")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port (env PIXELDROP_PORT).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Diffusers model id or folder (env PIXELDROP_MODEL).")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1...")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="fast (TAESD decoder) or quality (full VAE).")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
-    decoder: Annotated[Optional[str], typer.Option(help="full or tiny (TAESD).")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the UNet.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Guidance scale (default: the model's).")] = None,
-    redis_url: Annotated[Optional[str], typer.Option(help="Redis for a shared rate limiter.")] = None,
-    engine: Annotated[Optional[str], typer.Option(help="local (a worker thread here) or ray (Ray Serve replicas).")] = None,
-    replicas: Annotated[Optional[int], typer.Option(help="Ray: Generator replicas.")] = None,
-    autoscale: Annotated[Optional[str], typer.Option(help="Ray: MIN:MAX replicas, scaled on load.")] = None,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster (HOST:PORT) instead of starting one.")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (env PIXELDROP_HOST).",
+                                             show_default=_setting_default("host"))] = None,
+    port: Annotated[int | None, typer.Option(help="Port (env PIXELDROP_PORT).",
+                                             show_default=_setting_default("port"))] = None,
+    model: Model = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:1... (env PIXELDROP_DEVICE).",
+                                               show_default=_setting_default("device"))] = None,
+    preset: PresetOption = None,
+    precision: PrecisionOption = None,
+    decoder: DecoderOption = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the UNet.",
+                                                 show_default="the preset's, else off")] = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis for a shared rate limiter.",
+                                                  show_default="in-process")] = None,
+    engine: Annotated[Engine | None, typer.Option(help="local (a worker thread here) or ray (Ray Serve replicas).",
+                                                  show_default=_setting_default("engine"))] = None,
+    replicas: Annotated[int | None, typer.Option(help="Ray: Generator replicas.",
+                                                 show_default=_setting_default("replicas"))] = None,
+    autoscale: Annotated[str | None, typer.Option(help="Ray: MIN:MAX replicas, scaled on load.")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="Ray: join this cluster (HOST:PORT) instead of starting one.")] = None,
+    verbose: Verbose = None,
 ) -> None:
-    """Serve the API."""
+    """Serve the API and the account pages.
+
+    On an empty database, it first makes a demo account and prints its key.
+    """
+    options = dict(host=host, port=port, model=model, device=device, preset=preset, precision=precision,
+                   decoder=decoder, compile=compile, num_inference_steps=steps, guidance_scale=guidance,
+                   redis_url=redis_url, engine=engine, replicas=replicas, autoscale=autoscale,
+                   ray_address=ray_address, verbose=verbose)
+    settings = _settings(**options)
+    if settings.ray_address is None:  # a cluster's replicas load on its machines, with their folders and GPUs
+        _preflight(settings, options)
     import uvicorn
 
-    from pixeldrop.api import create_app
-    from pixeldrop.api.http_server import uvicorn_options
+    from pixeldrop.app import create_app
+    from pixeldrop.http.server import uvicorn_options
 
-    settings = _settings(host=host, port=port, model=model, device=device, preset=preset, precision=precision,
-                         decoder=decoder, compile=compile, num_inference_steps=steps, guidance_scale=guidance,
-                         redis_url=redis_url, engine=engine, replicas=replicas, autoscale=autoscale,
-                         ray_address=ray_address)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.verbose:
+        # Alembic's INFO lines (the SQL dialect, each migration step) are its own, not the operator's.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     db = _database(settings)
     _ensure_demo_account(settings, db)
     uvicorn.run(create_app(settings, db=db), host=settings.host, port=settings.port, **uvicorn_options(settings))
 
 
+def _image_path(output: Path) -> Path:
+    """`-o`, checked when the command line is read, so that a typo costs no generation: its
+    extension names a format the API serves, and its folder exists."""
+    from pixeldrop.generation.formats import FORMATS, format_for_path
+
+    if format_for_path(output.suffix) is None:
+        extensions = ", ".join(f".{extension}" for fmt in FORMATS.values() for extension in fmt.extensions)
+        raise typer.BadParameter(f"{output}: the extension picks the image format, one of {extensions}")
+    if not output.parent.is_dir():
+        raise typer.BadParameter(f"{output}: there is no folder {output.parent}")
+    return output
+
+
 @app.command()
 def generate(
-    prompt: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Image file; format from its extension.")],
+    prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to draw; the API's rules apply (not empty, "
+                                                                 "at most the max_prompt_chars setting).")],
+    output: Annotated[Path, typer.Option("-o", "--output", callback=_image_path,
+                                         help="Image file: .png, .jpg or .webp, in a folder that exists.")],
     seed: Annotated[int, typer.Option(help="Noise seed: the same seed gives the same image.")] = 0,
-    model: Annotated[Optional[str], typer.Option(help="Diffusers model id or folder.")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Denoising steps (default: the model's).")] = None,
-    guidance: Annotated[Optional[float], typer.Option(help="Guidance scale (default: the model's).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="fast (TAESD decoder) or quality (full VAE).")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="auto, fp32, bf16 or fp16.")] = None,
-    decoder: Annotated[Optional[str], typer.Option(help="full or tiny (TAESD).")] = None,
-    compile: Annotated[bool, typer.Option(help="torch.compile the UNet: minutes of start-up, worth it for servers only.")] = False,
+    model: Model = None,
+    steps: Steps = None,
+    guidance: Guidance = None,
+    preset: PresetOption = None,
+    precision: PrecisionOption = None,
+    decoder: DecoderOption = None,
+    compile: Annotated[bool, typer.Option(
+        help="torch.compile the UNet: minutes of start-up, worth it for servers only.")] = False,
+    verbose: Verbose = None,
 ) -> None:
-    """Make one image locally, with a progress bar; no server, no credits."""
+    """Make one image locally: no server, no credits.
+
+    A progress bar shows the steps; the image is written once it is made.
+    """
     from rich.progress import Progress
 
     from pixeldrop.generation import load_generator
+    from pixeldrop.prompts import validate_prompt
 
-    settings = _settings(model=model, num_inference_steps=steps, guidance_scale=guidance, preset=preset,
-                         precision=precision, decoder=decoder, compile=compile)
+    options = dict(model=model, num_inference_steps=steps, guidance_scale=guidance, preset=preset,
+                   precision=precision, decoder=decoder, compile=compile, verbose=verbose)
+    settings = _settings(**options)
+    try:
+        validate_prompt(prompt, settings.max_prompt_chars)
+    except PixeldropError as error:
+        _error(f"PROMPT: {error.message}")
+        raise typer.Exit(code=2) from None
+    _preflight(settings, options)
     with Progress(console=err, transient=True) as progress:
         progress.add_task("loading model", total=None)
         generator = load_generator(settings)
@@ -233,16 +415,20 @@ def generate(
 
 @app.command("train-tiny")
 def train_tiny(
-    work_dir: Annotated[Path, typer.Option(help="Checkpoints, caches and samples.")] = Path("~/.pixeldrop/tiny-training"),
-    vae_steps: Annotated[int, typer.Option()] = 1500,
+    work_dir: Annotated[Path, typer.Option(help="Checkpoints, caches and samples.")] = Path(
+        "~/.pixeldrop/tiny-training"),
+    vae_steps: Annotated[int, typer.Option(help="Steps for the 64 px autoencoder.")] = 1500,
     upscaler_steps: Annotated[int, typer.Option(help="Steps for the 64 -> 512 px upscaler (0 skips it).")] = 2000,
-    unet_steps: Annotated[int, typer.Option()] = 100_000,
+    unet_steps: Annotated[int, typer.Option(help="Steps for the UNet, the diffusion model itself.")] = 100_000,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
-    init_from: Annotated[Optional[Path], typer.Option(
+    init_from: Annotated[Path | None, typer.Option(
         help="Start from an exported model (e.g. the shipped one) where the work folder has no checkpoint.")] = None,
-    export: Annotated[Optional[Path], typer.Option(help="Only export the last checkpoint as a pipeline here.")] = None,
+    export: Annotated[Path | None, typer.Option(help="Only export the last checkpoint as a pipeline here.")] = None,
 ) -> None:
-    """Train pixeldrop-tiny (resumes from the last checkpoint), or export it."""
+    """Train pixeldrop-tiny, or export it.
+
+    Training resumes from the last checkpoint in the work folder.
+    """
     from pixeldrop.models.tiny import train
 
     config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, upscaler_steps=upscaler_steps,

@@ -1,7 +1,7 @@
 """Every error pixeldrop's domain can raise, in one place.
 
-The domain packages raise these; `pixeldrop.api.errors` maps each to an HTTP status and a JSON
-body in one table. None of them knows about HTTP.
+The domain packages raise these; `pixeldrop.http.statuses` maps each to an HTTP status in one
+table, and each surface renders them in its own shape. None of them knows about HTTP.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ each image. Each app has a registry of its own (several apps may share a test pr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -47,4 +48,8 @@ class Metrics:
         """Gauges read at each scrape from the engine."""
         self._queue_depth.set_function(queue_depth)
         for state in ("running", "wanted"):
-            self._replicas.labels(state).set_function(lambda state=state: replicas()[state])
+            self._replicas.labels(state).set_function(functools.partial(_count, replicas, state))
+
+
+def _count(replicas: Callable[[], dict[str, int]], state: str) -> float:
+    return replicas()[state]

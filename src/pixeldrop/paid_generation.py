@@ -22,6 +22,7 @@ live request looks stale.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -115,9 +116,13 @@ class PaidGeneration:
             await asyncio.shield(refund)
         except asyncio.CancelledError:
             # Cancelled again while refunding: the thread goes on; a failure is still retried.
-            refund.add_done_callback(lambda done: done.exception() and self._keep(reservation, status))
+            refund.add_done_callback(functools.partial(self._keep_if_failed, reservation, status))
             raise
         except Exception:
+            self._keep(reservation, status)
+
+    def _keep_if_failed(self, reservation: Reservation, status: int, refund: asyncio.Future) -> None:
+        if refund.exception() is not None:
             self._keep(reservation, status)
 
     def _keep(self, reservation: Reservation, status: int) -> None:

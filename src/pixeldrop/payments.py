@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 
 import stripe
+from stripe.params.checkout import SessionCreateParams
 
 from pixeldrop.accounts import AccountInfo, credits
 from pixeldrop.errors import InvalidInput, InvalidWebhook, PaymentProviderError, PaymentsDisabled
@@ -76,6 +77,8 @@ def find_pack(settings: Settings, size: int) -> Pack:
 
 
 def _client(settings: Settings) -> stripe.StripeClient:
+    if not settings.stripe_secret_key:
+        raise PaymentsDisabled("Buying credits is disabled on this server.")
     return stripe.StripeClient(settings.stripe_secret_key, base_addresses={"api": settings.stripe_api_base},
                                max_network_retries=1)
 
@@ -85,7 +88,7 @@ def start_checkout(settings: Settings, account: AccountInfo, size: int, success_
     if not enabled(settings):
         raise PaymentsDisabled("Buying credits is disabled on this server.")
     pack = find_pack(settings, size)
-    params = {
+    params: SessionCreateParams = {
         "mode": "payment",
         "line_items": [{
             "quantity": 1,
@@ -122,7 +125,7 @@ def _purchase(session: dict) -> tuple[int, int] | None:
     """
     metadata = session.get("metadata") or {}
     try:
-        account_id = int(metadata.get("account_id") or session.get("client_reference_id"))
+        account_id = int(metadata.get("account_id") or session.get("client_reference_id") or "")
         size = int(metadata["credits"])
     except (KeyError, TypeError, ValueError):
         return None

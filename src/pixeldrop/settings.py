@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # Server limits: what one client can hold of `pixeldrop serve` (applied in api/http_server.py)
+    # Server limits: what one client can hold of `pixeldrop serve` (applied in http/server.py)
     max_header_bytes: int = Field(
         default=16 * 1024, ge=1024, description="Request line and headers together; past it, 400 and closed."
     )
@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=1, ge=1, description="Requests that may share one pipeline call.")
     batch_wait_ms: float = Field(default=5.0, ge=0.0)
     warm_up: bool = True
+    verbose: bool = Field(
+        default=False, description="Show the libraries' warnings and progress bars while a model loads."
+    )
 
     # Engines: where the model runs (generation/__init__.py ENGINES)
     engine: Engine = Field(default="local", description="local: one worker thread here; ray: Ray Serve replicas.")
@@ -115,7 +118,8 @@ class Settings(BaseSettings):
 
     # Account pages (sign-up, keys, usage, playground)
     signups_open: bool = Field(
-        default=True, description="Anyone may create an account at /signup; when false, only `pixeldrop accounts create`."
+        default=True,
+        description="Anyone may create an account at /signup; when false, only `pixeldrop accounts create`.",
     )
     session_secret: str | None = Field(
         default=None, description="Keys the account pages' CSRF tokens; default: generated once into "
@@ -125,7 +129,9 @@ class Settings(BaseSettings):
         default=None, description="The URL users reach the service at (Stripe's return links); default: the request's."
     )
     login_attempts_per_minute: int = Field(default=10, ge=1, description="Sign-in attempts per email per minute.")
-    login_attempts_per_ip_per_minute: int = Field(default=30, ge=1, description="Sign-in and sign-up attempts per client IP.")
+    login_attempts_per_ip_per_minute: int = Field(
+        default=30, ge=1, description="Sign-in and sign-up attempts per client IP."
+    )
 
     # Buying credits with Stripe Checkout: disabled unless both keys are set
     stripe_secret_key: str | None = None

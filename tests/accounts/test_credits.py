@@ -122,3 +122,19 @@ def test_balance_cannot_go_negative_even_by_direct_update(db):
     with pytest.raises(IntegrityError):
         with db.session() as session:
             session.get(Account, account.id).credits = -1
+
+
+def test_the_operator_removes_credits_through_the_ledger_never_below_zero(db):
+    account = accounts.create_account(db, "olga@example.com", free_credits=10)
+    assert credits.remove_credits(db, account.id, 4, note="test credits") == 6
+    with db.session() as session:
+        row = session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == account.id)
+                              .order_by(LedgerEntry.id.desc())).first()
+    assert (row.delta, row.balance_after, row.reason, row.note) == (-4, 6, "operator-remove", "test credits")
+
+    with pytest.raises(InvalidInput, match="has 6 credits"):
+        credits.remove_credits(db, account.id, 7)
+    with pytest.raises(InvalidInput):
+        credits.remove_credits(db, account.id, -1)
+    assert credits.balance(db, account.id) == 6 == ledger_sum(db, account.id), "a refusal changes nothing"
+    assert credits.remove_credits(db, account.id, 6) == 0

@@ -22,7 +22,8 @@ def test_keys_are_stored_hashed_and_listed_by_prefix(db):
     assert new.key not in (row.key_hash, row.prefix)
     assert row.key_hash == hashlib.sha256(new.key.encode()).hexdigest()
     listed = accounts.list_keys(db, "alice@example.com")
-    assert [(k.prefix, k.name, k.rate_limit_per_minute, k.active) for k in listed] == [(new.info.prefix, "laptop", 5, True)]
+    assert [(k.prefix, k.name, k.rate_limit_per_minute, k.active) for k in listed] \
+        == [(new.info.prefix, "laptop", 5, True)]
 
 
 def test_verify_rejects_unknown_tampered_and_revoked_keys(db):
@@ -69,3 +70,12 @@ def test_an_accounts_own_revoke_takes_a_prefix_never_a_whole_key(db):
             revoke_own_key(db, named, account.id)
         assert new.key[PREFIX_LENGTH:] not in refused.value.message
     assert accounts.verify_key(db, new.key).active
+
+
+def test_revoking_a_revoked_key_says_it_was_revoked_already(db):
+    accounts.create_account(db, "erin@example.com", free_credits=0)
+    new = accounts.create_key(db, "erin@example.com")
+    first, revoked_now = accounts.revoke_key(db, new.info.prefix)
+    assert revoked_now and not first.active
+    again, revoked_again = accounts.revoke_key(db, new.key)
+    assert not revoked_again and again.revoked_at == first.revoked_at, "the first revocation stands"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 
 from ..generators import FailingGenerator, GatedGenerator
 
@@ -101,7 +101,8 @@ def test_image_star_prefers_png_when_jpeg_is_refused(client, sqlite_db):
     assert response.headers["content-type"] in ("image/png", "image/webp")
 
 
-@pytest.mark.parametrize("accept", ["text/html", "application/json", "image/gif", "image/png;q=0", "image/tiff, text/*"])
+@pytest.mark.parametrize("accept", ["text/html", "application/json", "image/gif", "image/png;q=0",
+                                    "image/tiff, text/*"])
 def test_nothing_acceptable_is_406_and_free(client, sqlite_db, accept):
     key, account_id = new_key(sqlite_db)
     assert_error(post(client, key, accept=accept), 406, "accept")

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 
 URL = "/text-to-image/v1"
 OPERATOR_TOKEN = "operator-secret-token-123"

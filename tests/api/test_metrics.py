@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from pixeldrop import accounts
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple], float]:

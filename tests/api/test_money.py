@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 from pixeldrop.storage import ImageRequest, LedgerEntry
 
 from ..generators import GatedGenerator

@@ -78,7 +78,7 @@ def test_upscaler_compositions_are_deterministic_and_match_the_64px_view(tmp_pat
     icons = synthetic_icons(tmp_path / "icons")
     first = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
     again = [data.random_composition(icons, np.random.default_rng(5)) for _ in range(6)]
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert first[0].shape == (512, 512, 3)
     small = data.downsample(first[0])
     assert small.shape == (64, 64, 3)
@@ -117,7 +117,7 @@ def test_sample_set_is_deterministic_and_holds_out_whole_emoji():
         e.captions = data._emoji_captions(e.name, e.short_names, e.category, e.subcategory)
     first, second = data.build_samples(emoji, seed=3), data.build_samples(emoji, seed=3)
     assert [s.captions for s in first] == [s.captions for s in second]
-    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, second))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(first, second, strict=True))
     kinds = {s.kind for s in first}
     assert kinds == {"emoji", "hue", "two", "pair", "background"}
     assert any(c.startswith("two ") for s in first for c in s.captions)
@@ -175,7 +175,8 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     small = train.normalised_vae(config)
     trained = upscaler_state["model"]
     assert trained["upscaler.conv_out.weight"].abs().sum() > 0, "the upscaler trained"
-    assert not torch.equal(trained["decoder.conv_out.weight"], small.decoder.conv_out.weight), "so did the 64 px decoder"
+    assert not torch.equal(trained["decoder.conv_out.weight"], small.decoder.conv_out.weight), \
+        "so did the 64 px decoder"
     for name, value in small.encoder.state_dict().items():
         assert torch.equal(trained[f"encoder.{name}"], value), "the encoder, and so the latent space, stays"
     upscaler_log = [json.loads(line) for line in (config.work_dir / "log.jsonl").read_text().splitlines()

@@ -53,7 +53,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy import func, select
 
 from pixeldrop.accounts import credits
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database, ImageRequest, LedgerEntry
 

@@ -40,5 +40,4 @@ def test_redis_counts_are_shared_between_limiters(redis_url):
     second.hit("shared", 2)
     with pytest.raises(RateLimited):
         first.hit("shared", 2)
-    assert second.ping()
     first.reset()

@@ -120,7 +120,8 @@ class FakeStripe:
             "url": f"{self.url}/pay/{session_id}", "payment_status": "unpaid", "status": "open",
             "client_reference_id": params.get("client_reference_id"),
             "customer_email": params.get("customer_email"),
-            "metadata": {key[len("metadata["):-1]: value for key, value in params.items() if key.startswith("metadata[")},
+            "metadata": {key[len("metadata["):-1]: value for key, value in params.items()
+                         if key.startswith("metadata[")},
             "success_url": params.get("success_url"), "cancel_url": params.get("cancel_url"),
             "amount_total": int(params.get("line_items[0][price_data][unit_amount]", 0)),
             "currency": params.get("line_items[0][price_data][currency]"),

@@ -91,7 +91,8 @@ def test_unknown_email_and_wrong_password_get_the_same_answer(client, sqlite_db)
     ]]
     assert {answer.status_code for answer in answers} == {401}
     bodies = {answer.text.replace(email, "EMAIL") for answer, email in
-              zip(answers, ["alice@example.com", "nobody@example.com", "nopassword@example.com", "not an email"])}
+              zip(answers, ["alice@example.com", "nobody@example.com", "nopassword@example.com", "not an email"],
+                  strict=True)}
     assert len(bodies) == 1 and "Invalid email or password." in bodies.pop()
     assert client.get("/account", follow_redirects=False).status_code == 303
 

@@ -11,7 +11,7 @@ import pytest
 import starlette.formparsers
 
 from pixeldrop import accounts
-from pixeldrop.api import create_app
+from pixeldrop.app import create_app
 from pixeldrop.web import forms
 from pixeldrop.web.pages import HERE
 

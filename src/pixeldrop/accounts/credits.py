@@ -8,7 +8,9 @@ The rules, all here:
   (`refund`); both are conditional on the request still being `pending`, so neither can happen
   twice;
 - a reservation left `pending` by a crashed process is refunded by `refund_stale`, which every
-  server runs at start-up and then periodically, skipping the reservations it is serving itself.
+  server runs at start-up and then periodically, skipping the reservations it is serving itself;
+- the operator adds credits with `add_credits` (reason "operator") and takes them away with
+  `remove_credits` (reason "operator-remove"): all of the amount or nothing, never below zero.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pixeldrop.errors import AccountNotFound, InvalidInput, OutOfCredits
-from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, LedgerEntry, utcnow
+from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, LedgerEntry, changed_rows, utcnow
 
 PENDING, CHARGED, REFUNDED, REFUSED = "pending", "charged", "refunded", "refused"
 
@@ -93,6 +95,26 @@ def add_credits(db: Database, account_id: int, amount: int, reason: str, note: s
         raise
 
 
+def remove_credits(db: Database, account_id: int, amount: int, note: str = "") -> int:
+    """Take `amount` credits away in a transaction of their own; returns the new balance.
+
+    The balance never goes below zero: an account holding fewer credits loses none, and the
+    error says how many it has.
+    """
+    if amount <= 0:
+        raise InvalidInput("The number of credits to remove must be positive.")
+    with db.session() as session:
+        new_balance = _change_balance(session, account_id, -amount)
+        if new_balance is None:
+            current = session.scalar(select(Account.credits).where(Account.id == account_id))
+            if current is None:
+                raise AccountNotFound("No such account.")
+            raise InvalidInput(f"The account has {current} credits: {amount} cannot be removed (the balance "
+                               "may not go below 0).")
+        _ledger(session, account_id, -amount, new_balance, "operator-remove", note=note)
+        return new_balance
+
+
 def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) -> Reservation:
     """Take `amount` credits for one image, or raise OutOfCredits and take nothing."""
     with db.session() as session:
@@ -116,12 +138,9 @@ def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) 
 def settle(db: Database, reservation: Reservation) -> bool:
     """The image was delivered: the reservation becomes a charge. False if it was refunded."""
     with db.session() as session:
-        done = session.execute(
-            update(ImageRequest)
-            .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
-            .values(state=CHARGED, http_status=200, finished_at=utcnow())
-        )
-        return done.rowcount == 1
+        return changed_rows(session, update(ImageRequest)
+                            .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
+                            .values(state=CHARGED, http_status=200, finished_at=utcnow())) == 1
 
 
 def refund(db: Database, reservation: Reservation, http_status: int) -> int | None:
@@ -131,14 +150,14 @@ def refund(db: Database, reservation: Reservation, http_status: int) -> int | No
 
 
 def _refund(session: Session, request_id: int, account_id: int, amount: int, http_status: int) -> int | None:
-    done = session.execute(
-        update(ImageRequest)
-        .where(ImageRequest.id == request_id, ImageRequest.state == PENDING)
-        .values(state=REFUNDED, http_status=http_status, credits=0, finished_at=utcnow())
-    )
-    if done.rowcount != 1:
+    done = changed_rows(session, update(ImageRequest)
+                        .where(ImageRequest.id == request_id, ImageRequest.state == PENDING)
+                        .values(state=REFUNDED, http_status=http_status, credits=0, finished_at=utcnow()))
+    if done != 1:
         return None
     new_balance = _change_balance(session, account_id, amount)
+    if new_balance is None:
+        raise AccountNotFound("No such account.")  # impossible while a reservation of it exists
     _ledger(session, account_id, amount, new_balance, "refund", request_id=request_id)
     return new_balance
 

@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import select, update
 
 from pixeldrop.errors import InvalidApiKey, InvalidInput, KeyNotFound
-from pixeldrop.storage import ApiKey, Database, utcnow
+from pixeldrop.storage import ApiKey, Database, changed_rows, utcnow
 
 from .accounts import get_account
 
@@ -78,8 +78,12 @@ def list_keys(db: Database, email: str) -> list[KeyInfo]:
         return [_info(row) for row in rows]
 
 
-def revoke_key(db: Database, key_or_prefix: str) -> KeyInfo:
-    """The operator's revoke (the CLI): any account's key, by prefix or by the whole key."""
+def revoke_key(db: Database, key_or_prefix: str) -> tuple[KeyInfo, bool]:
+    """The operator's revoke (the CLI): any account's key, by prefix or by the whole key.
+
+    Also returns whether this call revoked it (False: it was revoked already), so that the
+    operator is told rather than shown a revocation that happened earlier.
+    """
     return _revoke(db, key_or_prefix.strip()[:PREFIX_LENGTH], account_id=None)
 
 
@@ -91,10 +95,11 @@ def revoke_own_key(db: Database, prefix: str, account_id: int) -> KeyInfo:
     """
     if not PREFIX_SHAPE.fullmatch(prefix):
         raise KeyNotFound("Keys are revoked by their prefix, such as pd_1a2b3c4d.")
-    return _revoke(db, prefix, account_id)
+    return _revoke(db, prefix, account_id)[0]
 
 
-def _revoke(db: Database, prefix: str, account_id: int | None) -> KeyInfo:
+def _revoke(db: Database, prefix: str, account_id: int | None) -> tuple[KeyInfo, bool]:
+    """The key, revoked, and whether this call revoked it (only a live key's row is updated)."""
     with db.session() as session:
         query = select(ApiKey).where(ApiKey.prefix == prefix)
         if account_id is not None:
@@ -102,10 +107,10 @@ def _revoke(db: Database, prefix: str, account_id: int | None) -> KeyInfo:
         row = session.scalar(query)
         if row is None:
             raise KeyNotFound(f"No key with prefix {prefix}.")
-        if row.revoked_at is None:
-            session.execute(update(ApiKey).where(ApiKey.id == row.id).values(revoked_at=utcnow()))
-            session.refresh(row)
-        return _info(row)
+        revoked = changed_rows(session, update(ApiKey).where(ApiKey.id == row.id, ApiKey.revoked_at.is_(None))
+                               .values(revoked_at=utcnow())) == 1
+        session.refresh(row)
+        return _info(row), revoked
 
 
 def verify_key(db: Database, presented: str) -> KeyInfo:

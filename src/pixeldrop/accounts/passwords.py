@@ -114,13 +114,13 @@ def authenticate(db: Database, email: str, password: str) -> SignedIn:
             row = session.execute(
                 select(Account.id, Account.password_hash).where(Account.email == address)
             ).one_or_none()
-    stored = row.password_hash if row is not None and row.password_hash else None
+    stored: str | None = row.password_hash if row is not None and row.password_hash else None
     try:
         _hasher.verify(stored or _dummy_hash(), password[:MAX_LENGTH])
         verified = stored is not None
     except (VerificationError, InvalidHashError):
         verified = False
-    if not verified:
+    if not verified or row is None or stored is None:
         raise InvalidCredentials(INVALID)
     # The operator's argon2 parameters changed since this hash was made: upgrade it now that
     # the password is known.

@@ -6,7 +6,7 @@ Read-only queries for the account page; each is one short transaction. Days are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -41,7 +41,7 @@ class LedgerRow:
 
 def _utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[RequestRow]:
@@ -55,7 +55,8 @@ def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[Requ
             .order_by(ImageRequest.id.desc())
             .limit(limit)
         ).all()
-    return [RequestRow(_utc(created), prefix, state, status, credits) for created, prefix, state, status, credits in rows]
+    return [RequestRow(_utc(created), prefix, state, status, credits)
+            for created, prefix, state, status, credits in rows]
 
 
 def _utc_day(db: Database, column):
@@ -67,12 +68,12 @@ def _utc_day(db: Database, column):
 
 def credits_spent_per_day(db: Database, account_id: int, days: int = 14, today: date | None = None) -> list[DaySpend]:
     """Credits charged for images on each of the last `days` UTC days, oldest first, zeros included."""
-    today = today or datetime.now(timezone.utc).date()
+    today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
-    since = datetime.combine(first, datetime.min.time(), tzinfo=timezone.utc)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
     with db.session() as session:
         day = _utc_day(db, ImageRequest.created_at)
-        totals = dict(session.execute(
+        totals: dict[str, int] = dict(session.execute(
             select(day, func.sum(ImageRequest.credits))
             .where(ImageRequest.account_id == account_id, ImageRequest.state == CHARGED,
                    ImageRequest.created_at >= since)

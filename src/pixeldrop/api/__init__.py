@@ -1,5 +1,16 @@
-"""The HTTP API: routes, content negotiation, and the mapping of domain errors to HTTP."""
+"""The ClipDrop-compatible API: its route, health and metrics, and how its errors look."""
 
-from .app import create_app
+from __future__ import annotations
 
-__all__ = ["create_app"]
+from fastapi import FastAPI
+
+from . import observability, routes
+from .errors import install_error_handlers
+
+__all__ = ["install"]
+
+
+def install(app: FastAPI) -> None:
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(observability.router)

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import io
-
 import mimeparse
-from PIL import Image
 
 from pixeldrop.errors import NotAcceptable
-
-# What each format is called in Accept headers; image/jpg is not registered but ClipDrop's page
-# names it, so clients send it.
-MEDIA_TYPES = {"png": ["image/png"], "webp": ["image/webp"], "jpeg": ["image/jpeg", "image/jpg"]}
-CONTENT_TYPES = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+from pixeldrop.generation.formats import FORMATS
 
 
 def _media_range(part: str) -> tuple[str, str, dict]:
@@ -44,23 +37,13 @@ def choose_format(accept: str | None, default: str) -> str:
         return default
 
     def quality(fmt: str) -> float:
-        matches = (mimeparse.quality_and_fitness_parsed(media, ranges) for media in MEDIA_TYPES[fmt])
+        matches = (mimeparse.quality_and_fitness_parsed(media, ranges) for media in FORMATS[fmt].accepted)
         return max((fitness, q) for q, fitness in matches)[1]
 
     # On equal quality: the default, then lossless PNG, then WebP (max keeps the first best).
     preference = [default] + [fmt for fmt in ("png", "jpeg", "webp") if fmt != default]
     best = max(preference, key=quality)
     if quality(best) <= 0:
-        raise NotAcceptable("Accept header not acceptable: this API answers image/jpeg, image/png or image/webp.")
+        *first, last = [f.media_type for f in FORMATS.values()]
+        raise NotAcceptable(f"Accept header not acceptable: this API answers {', '.join(first)} or {last}.")
     return best
-
-
-def encode_image(image: Image.Image, fmt: str, jpeg_quality: int) -> bytes:
-    buffer = io.BytesIO()
-    if fmt == "jpeg":
-        image.convert("RGB").save(buffer, "JPEG", quality=jpeg_quality, optimize=True)
-    elif fmt == "webp":
-        image.save(buffer, "WEBP", quality=90, method=4)
-    else:
-        image.save(buffer, "PNG", optimize=False)
-    return buffer.getvalue()

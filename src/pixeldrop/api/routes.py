@@ -5,26 +5,30 @@ from __future__ import annotations
 import hmac
 import secrets
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pixeldrop import accounts
 from pixeldrop.accounts import credits
-from pixeldrop.errors import MissingApiKey, PixeldropError
+from pixeldrop.errors import PixeldropError
+from pixeldrop.generation.formats import FORMATS
+from pixeldrop.http.bodies import read_body
+from pixeldrop.http.disconnect import until_disconnected
+from pixeldrop.http.services import ServicesDep
+from pixeldrop.http.statuses import status_for
 from pixeldrop.paid_generation import Purchase
+from pixeldrop.prompts import VISIBLE_CHARACTER
 
-from .disconnect import until_disconnected
-from .errors import status_for
-from .forms import VISIBLE_CHARACTER, parse_prompt, read_body
-from .negotiation import CONTENT_TYPES, choose_format, encode_image
-from .services import Services
+from .deps import ApiKeyDep
+from .forms import parse_prompt
+from .negotiation import choose_format
 
 router = APIRouter()
 
-IMAGE_RESPONSES = {
-    200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}, "description": "A 512x512 image."},
+IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()}, "description": "A 512x512 image."},
     **{code: {"description": text, "content": {"application/json": {"example": {"error": text}}}}
        for code, text in [(400, "Malformed request"), (401, "Missing API key"), (402, "No remaining credits"),
                           (403, "Invalid or revoked API key"), (406, "Accept header not acceptable"),
@@ -52,13 +56,8 @@ IMAGE_RESPONSES = {
         "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}],
     },
 )
-async def text_to_image(request: Request) -> Response:
-    services = Services.of(request)
+async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep) -> Response:
     settings = services.settings
-    presented = request.headers.get("x-api-key")
-    if not presented:
-        raise MissingApiKey("No api key provided.")
-    key = await run_in_threadpool(accounts.verify_key, services.db, presented)
     try:
         quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
         fmt = choose_format(request.headers.get("accept"), settings.default_format)
@@ -74,12 +73,12 @@ async def text_to_image(request: Request) -> Response:
         async with services.paid.image(key.account_id, key.id) as purchase:
             image = await purchase.generate(prompt, seed)
             # Encoded before the block ends: an image that cannot be delivered is not charged.
-            return await run_in_threadpool(encode_image, image, fmt, settings.jpeg_quality), purchase
+            return await run_in_threadpool(FORMATS[fmt].encode, image, settings.jpeg_quality), purchase
 
     image_bytes, paid = await until_disconnected(request, paid_image())
     return Response(
         content=image_bytes,
-        media_type=CONTENT_TYPES[fmt],
+        media_type=FORMATS[fmt].media_type,
         headers={
             "x-remaining-credits": str(paid.remaining),
             "x-credits-consumed": str(paid.charged),
@@ -92,9 +91,10 @@ async def text_to_image(request: Request) -> Response:
 
 def _is_operator(request: Request, token: str | None) -> bool:
     """Whether the request carries `Authorization: Bearer <operator token>` (compared in constant time)."""
+    if not token:
+        return False
     scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
-        presented.strip().encode("latin-1"), token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode("latin-1"), token.encode())
 
 
 def _public(model: dict) -> dict:
@@ -109,8 +109,7 @@ def _public(model: dict) -> dict:
 # matches the path decides `Allow`); kept out of the schema, where it would repeat GET's id.
 @router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="Liveness, model and queue state")
-async def healthz(request: Request) -> JSONResponse:
-    services = Services.of(request)
+async def healthz(request: Request, services: ServicesDep) -> JSONResponse:
     engine = services.engine
     model = engine.describe()
     return JSONResponse({

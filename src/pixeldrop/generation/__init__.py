@@ -7,6 +7,7 @@ Nothing outside this package imports torch, diffusers or Ray.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from pixeldrop.metrics import Metrics
@@ -19,6 +20,8 @@ from .worker import GenerationWorker
 
 __all__ = ["ENGINES", "OUTPUT_SIZE", "Engine", "Generator", "GenerationWorker", "Place", "default_model",
            "load_generator", "start_engine"]
+
+log = logging.getLogger(__name__)
 
 
 def default_model() -> str:
@@ -37,12 +40,15 @@ def load_generator(settings: Settings) -> Generator:
         compile=settings.resolved_compile,
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
+        verbose=settings.verbose,
     )
 
 
 def _start_local(settings: Settings, generator: Generator | None, metrics: Metrics | None) -> Engine:
     model = generator or load_generator(settings)
     if settings.warm_up:
+        # Said before it starts: with a compiled UNet, this first image takes minutes.
+        log.info("warming up with one image%s", " (compiling the UNet: minutes)" if settings.resolved_compile else "")
         model.generate(["warm-up"], [0])
     return GenerationWorker(model, settings.queue_size, settings.max_batch, settings.batch_wait_ms, metrics).start()
 

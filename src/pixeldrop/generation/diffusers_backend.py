@@ -11,9 +11,12 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image
@@ -28,7 +31,7 @@ TINY_DECODER = "madebyollin/taesd"
 COMPONENT_LIBRARIES = ("diffusers", "transformers", "pixeldrop")
 
 # Sampling defaults for well-known hub models that carry no recipe of ours.
-KNOWN_MODELS = {
+KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "stabilityai/sd-turbo": {"num_inference_steps": 1, "guidance_scale": 0.0},
     "stabilityai/sdxl-turbo": {"num_inference_steps": 1, "guidance_scale": 0.0},
 }
@@ -57,12 +60,13 @@ def read_recipe(model: str) -> Recipe:
     return Recipe(**KNOWN_MODELS.get(model, {}))
 
 
-def _load_component(spec: dict, model: str):
+def _load_component(spec: dict, model: str, dtype: torch.dtype):
     """A component the recipe names: {"class": "module.Class"} plus where its weights are, either
     {"package": "..."} (an installed package's model) or {"subfolder": "..."} (in the model folder).
 
     The pipeline's own loader only builds classes from the libraries it knows; this one also
-    builds a model folder's own classes (pixeldrop-tiny's `CascadeAutoencoder`).
+    builds a model folder's own classes (pixeldrop-tiny's `CascadeAutoencoder`). It loads in
+    `dtype`, as the pipeline's own components are, so that nothing needs casting afterwards.
     """
     module_name, class_name = spec["class"].rsplit(".", 1)
     if module_name.split(".")[0] not in COMPONENT_LIBRARIES:
@@ -72,7 +76,41 @@ def _load_component(spec: dict, model: str):
         source = importlib.import_module(spec["package"]).get_model_path()
     else:
         source = Path(model) / spec["subfolder"]
-    return cls.from_pretrained(source, **spec.get("kwargs", {}))
+    return cls.from_pretrained(source, dtype=dtype, **spec.get("kwargs", {}))
+
+
+@contextmanager
+def quiet_libraries(verbose: bool) -> Iterator[None]:
+    """While a model loads, diffusers and transformers only log errors and draw no progress bars,
+    and Python warnings are not shown, unless `verbose`.
+
+    What they print otherwise is expected and says nothing to an operator: transformers' fallback
+    to PIL image processors (torchvision is not installed: pixeldrop never processes input
+    images), a "LOAD REPORT" of the pooler weights that pixeldrop-tiny's MiniLM text encoder
+    leaves out on purpose (its pipeline reads the hidden states), diffusers' "Expected types for
+    text_encoder" (a BERT encoder where Stable Diffusion has CLIP), and their progress bars.
+    Everything is restored on the way out, so only the loading is quiet.
+    """
+    if verbose:
+        yield
+        return
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    libraries = (diffusers_logging, transformers_logging)
+    saved = [(library.get_verbosity(), library.is_progress_bar_enabled()) for library in libraries]
+    for library in libraries:
+        library.set_verbosity_error()
+        library.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for library, (verbosity, progress_bar) in zip(libraries, saved, strict=True):
+            library.set_verbosity(verbosity)
+            if progress_bar:
+                library.enable_progress_bar()
 
 
 def pick_device(device: str) -> torch.device:
@@ -124,27 +162,17 @@ class DiffusersGenerator:
         compile: bool = False,
         num_inference_steps: int | None = None,
         guidance_scale: float | None = None,
+        verbose: bool = False,
     ):
-        from diffusers import AutoPipelineForText2Image
-
         self.model = model
         self.recipe = read_recipe(model)
         self.device = pick_device(device)
         if precision == "auto" and self.recipe.precision and self.device.type == "cpu":
             precision = self.recipe.precision
         self.dtype = pick_dtype(precision, self.device)
-        extra = {name: _load_component(spec, model) for name, spec in (self.recipe.components or {}).items()}
         log.info("loading %s on %s as %s", model, self.device, self.dtype)
-        self.pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
-        if decoder == "tiny" and "vae" in extra:
-            # TAESD decodes Stable Diffusion's latents; a model that brings its own autoencoder
-            # (pixeldrop-tiny's cascade, 70 ms already) keeps it, with `--preset fast` too.
-            log.warning("%s brings its own autoencoder: keeping it instead of the tiny decoder", model)
-            decoder = "full"
-        self.decoder = decoder
-        if decoder == "tiny":
-            self.pipeline.vae = load_tiny_decoder(model, self.dtype)
-        self.pipeline.to(self.device, self.dtype)  # components loaded by reference come in fp32
+        with quiet_libraries(verbose):
+            self.pipeline, self.decoder = self._load(model, decoder)
         if self.device.type == "cpu":
             # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
             for part in (self.pipeline.unet, self.pipeline.vae):
@@ -159,9 +187,27 @@ class DiffusersGenerator:
         self.num_inference_steps = num_inference_steps or self.recipe.num_inference_steps
         self.guidance_scale = guidance_scale if guidance_scale is not None else self.recipe.guidance_scale
 
+    def _load(self, model: str, decoder: str):
+        """The pipeline on its device, and the decoder it ended up with."""
+        from diffusers import AutoPipelineForText2Image
+
+        components = self.recipe.components or {}
+        extra = {name: _load_component(spec, model, self.dtype) for name, spec in components.items()}
+        pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
+        if decoder == "tiny" and "vae" in extra:
+            # TAESD decodes Stable Diffusion's latents; a model that brings its own autoencoder
+            # (pixeldrop-tiny's cascade, 70 ms already) keeps it, with `--preset fast` too.
+            log.warning("%s brings its own autoencoder: keeping it instead of the tiny decoder", model)
+            decoder = "full"
+        if decoder == "tiny":
+            pipeline.vae = load_tiny_decoder(model, self.dtype)
+        # Every part was loaded in self.dtype: moving it is all that is left. (A cast here would
+        # also undo the float32 parts that diffusers keeps for some models.)
+        return pipeline.to(self.device), decoder
+
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], progress=None) -> list[Image.Image]:
         generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
-        options = {}
+        options: dict[str, Any] = {}
         if self.num_inference_steps is not None:
             options["num_inference_steps"] = self.num_inference_steps
         if self.guidance_scale is not None:
@@ -193,5 +239,5 @@ class DiffusersGenerator:
 def _to_output_size(image: Image.Image) -> Image.Image:
     image = image.convert("RGB")
     if image.size != (OUTPUT_SIZE, OUTPUT_SIZE):
-        image = image.resize((OUTPUT_SIZE, OUTPUT_SIZE), Image.LANCZOS)
+        image = image.resize((OUTPUT_SIZE, OUTPUT_SIZE), Image.Resampling.LANCZOS)
     return image

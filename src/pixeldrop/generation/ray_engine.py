@@ -111,7 +111,7 @@ def _deployment():
 # The settings a replica is built from: what makes images and how many replicas. Nothing else
 # (database URLs, secrets) goes into the deployment's config, which Ray's dashboard shows.
 REPLICA_SETTINGS = ("model", "device", "preset", "precision", "decoder", "compile", "num_inference_steps",
-                    "guidance_scale", "max_batch", "batch_wait_ms", "warm_up", "replicas", "autoscale",
+                    "guidance_scale", "max_batch", "batch_wait_ms", "warm_up", "verbose", "replicas", "autoscale",
                     "ray_replica_cpus", "ray_max_ongoing_requests", "autoscale_upscale_delay_seconds",
                     "autoscale_downscale_delay_seconds")
 
@@ -234,7 +234,10 @@ class RayEngine:
 def _replica_counts() -> dict[str, int]:
     from ray.serve.context import _get_global_client  # the details behind `serve status`
 
-    details = _get_global_client().get_serve_details()
+    client = _get_global_client()
+    if client is None:  # Serve is not running (yet, or any more)
+        return {"running": 0, "wanted": 0}
+    details = client.get_serve_details()
     deployment = details.get("applications", {}).get(APP, {}).get("deployments", {}).get(DEPLOYMENT)
     if deployment is None:
         return {"running": 0, "wanted": 0}

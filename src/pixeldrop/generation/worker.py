@@ -14,6 +14,7 @@ the model. Jobs that arrive within `batch_wait` of each other share one pipeline
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import threading
@@ -39,6 +40,12 @@ class _Job:
     place: Place
     future: Future = field(default_factory=Future)
     submitted: float = field(default_factory=time.monotonic)
+
+
+def _release_if_cancelled(place: Place, future: Future) -> None:
+    """A job given up while queued frees its place at once, not when the worker skips it."""
+    if future.cancelled():
+        place.release()
 
 
 class GenerationWorker:
@@ -87,7 +94,7 @@ class GenerationWorker:
     def submit(self, place: Place, prompt: str, seed: int) -> Future:
         """Queue one image; cancelling the future before the job starts keeps it from the model."""
         job = _Job(prompt, seed, place)
-        job.future.add_done_callback(lambda future: future.cancelled() and place.release())
+        job.future.add_done_callback(functools.partial(_release_if_cancelled, place))
         self._queue.put(job)
         return job.future
 

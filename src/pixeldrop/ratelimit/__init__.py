@@ -53,6 +53,3 @@ class RateLimiter:
 
     def reset(self) -> None:
         self.storage.reset()
-
-    def ping(self) -> bool:
-        return self.storage.check()

@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from pixeldrop import accounts, payments
 from pixeldrop.accounts import AccountInfo, KeyInfo, NewKey, usage
 from pixeldrop.accounts.keys import revoke_own_key
-from pixeldrop.api.services import Services
+from pixeldrop.http.services import Services
 from pixeldrop.storage import Database
 
 from .pages import PageRoute, render
@@ -81,7 +81,8 @@ async def create_key(request: Request, account: Annotated[AccountInfo, Depends(c
 
 
 @router.post("/account/keys/{prefix}/revoke", dependencies=[Depends(require_csrf)])
-async def revoke_key(request: Request, prefix: str, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
+async def revoke_key(request: Request, prefix: str,
+                     account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
     """Only the signed-in account's own keys, by prefix only: another account's prefix, or a
     whole key in the URL (access logs keep URLs), is not found (404)."""
     await run_in_threadpool(revoke_own_key, Services.of(request).db, prefix, account.id)

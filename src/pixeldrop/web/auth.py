@@ -22,8 +22,8 @@ from starlette.responses import RedirectResponse, Response
 
 from pixeldrop import accounts
 from pixeldrop.accounts import AccountInfo, passwords
-from pixeldrop.api.services import Services
 from pixeldrop.errors import AccountExists, InvalidCredentials, InvalidInput, RateLimited
+from pixeldrop.http.services import Services
 
 from .pages import PageRoute, render, retry_headers, safe_next
 from .sessions import optional_account, require_csrf, sign_in, sign_out
@@ -78,7 +78,8 @@ async def signup_page(request: Request, account: Annotated[AccountInfo | None, D
 
 
 @router.post("/signup", dependencies=[Depends(require_csrf)])
-async def signup(request: Request, email: Annotated[str, Form()] = "", password: Annotated[str, Form()] = "") -> Response:
+async def signup(request: Request, email: Annotated[str, Form()] = "",
+                 password: Annotated[str, Form()] = "") -> Response:
     services = Services.of(request)
     if not services.settings.signups_open:
         return _signups_closed(request)

@@ -15,8 +15,8 @@ from starlette.responses import RedirectResponse, Response
 
 from pixeldrop import payments
 from pixeldrop.accounts import AccountInfo
-from pixeldrop.api.forms import read_body
-from pixeldrop.api.services import Services
+from pixeldrop.http.bodies import read_body
+from pixeldrop.http.services import Services
 
 from .pages import PageRoute
 from .sessions import current_account, require_csrf

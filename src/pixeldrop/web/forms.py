@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.types import Message, Receive
 
-from pixeldrop.api.forms import read_body
+from pixeldrop.http.bodies import read_body
 
 LIMIT = 64 * 1024
 MAX_FIELDS = 16  # the largest page form has four

@@ -16,9 +16,10 @@ that follows a form, and the Buy form's redirect goes to Stripe Checkout.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
@@ -28,9 +29,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
-from pixeldrop.api.errors import status_for
-from pixeldrop.api.services import Services
 from pixeldrop.errors import PixeldropError, RateLimited
+from pixeldrop.http.services import Services
+from pixeldrop.http.statuses import status_for
 
 from . import forms
 from .sessions import CSRF_FIELD, CsrfFailed, NotSignedIn, csrf_token, send_cookie
@@ -53,8 +54,8 @@ def _when(moment: datetime | None) -> str:
     if moment is None:
         return "never"
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 templates.env.filters["when"] = _when

@@ -17,21 +17,19 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pixeldrop.accounts import AccountInfo, credits
-from pixeldrop.api.disconnect import until_disconnected
-from pixeldrop.api.errors import status_for
-from pixeldrop.api.forms import validate_prompt
-from pixeldrop.api.negotiation import CONTENT_TYPES, encode_image
-from pixeldrop.api.services import Services
 from pixeldrop.errors import InvalidRequest, PixeldropError, RateLimited
+from pixeldrop.generation.formats import FORMATS
+from pixeldrop.http.disconnect import until_disconnected
+from pixeldrop.http.services import Services
+from pixeldrop.http.statuses import status_for
 from pixeldrop.paid_generation import Purchase
+from pixeldrop.prompts import validate_prompt
 
 from .pages import PageRoute, render, retry_headers
 from .sessions import current_account, require_csrf
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WebP"}
-EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
 def _page(request: Request, account: AccountInfo, status_code: int = 200, headers: dict[str, str] | None = None,
@@ -39,7 +37,8 @@ def _page(request: Request, account: AccountInfo, status_code: int = 200, header
     settings = Services.of(request).settings
     context.setdefault("fmt", settings.default_format)
     return render(request, "playground.html", status_code=status_code, headers=headers, account=account,
-                  formats=FORMATS, cost=settings.credits_per_image, max_chars=settings.max_prompt_chars, **context)
+                  formats={name: fmt.label for name, fmt in FORMATS.items()}, cost=settings.credits_per_image,
+                  max_chars=settings.max_prompt_chars, **context)
 
 
 @router.get("/playground")
@@ -71,7 +70,7 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
     async def paid_image() -> tuple[bytes, Purchase]:
         async with services.paid.image(account.id, None) as purchase:
             image = await purchase.generate(prompt, secrets.randbits(31))
-            return await run_in_threadpool(encode_image, image, format, settings.jpeg_quality), purchase
+            return await run_in_threadpool(FORMATS[format].encode, image, settings.jpeg_quality), purchase
 
     try:
         try:
@@ -86,6 +85,6 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
         balance = await run_in_threadpool(credits.balance, services.db, account.id)
         return _page(request, dataclasses.replace(account, credits=balance), status_code=status_for(error),
                      headers=headers, error=error.message, prompt=prompt, fmt=format if format in FORMATS else None)
-    image_url = f"data:{CONTENT_TYPES[format]};base64,{base64.b64encode(encoded).decode()}"
+    image_url = f"data:{FORMATS[format].media_type};base64,{base64.b64encode(encoded).decode()}"
     return _page(request, dataclasses.replace(account, credits=paid.remaining), prompt=prompt, fmt=format,
-                 image_url=image_url, filename=f"pixeldrop.{EXTENSIONS[format]}", charged=paid.charged)
+                 image_url=image_url, filename=f"pixeldrop.{FORMATS[format].extensions[0]}", charged=paid.charged)

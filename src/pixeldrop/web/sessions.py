@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pixeldrop.accounts import AccountInfo, passwords
-from pixeldrop.api.services import Services
+from pixeldrop.http.services import Services
 from pixeldrop.settings import Settings
 
 COOKIE = "pixeldrop_session"

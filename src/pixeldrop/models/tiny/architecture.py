@@ -12,18 +12,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+
 # diffusers' pipeline loader looks up `ModelMixin` in the module a component's class comes from
 # (model_index.json names this module for `CascadeAutoencoder`) to know how to load and check it.
 from diffusers import ModelMixin  # noqa: F401
 from diffusers.configuration_utils import register_to_config
+
+# The classes come from the modules that define them (the same objects `diffusers.X` gives): under
+# TYPE_CHECKING, diffusers' top-level `__init__` resolves these names to its placeholder classes for
+# installs without torch, which have none of the real methods.
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
 from diffusers.models.autoencoders.vae import DecoderOutput
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+from diffusers.schedulers.scheduling_dpmsolver_multistep import DPMSolverMultistepScheduler
 from diffusers.utils.accelerate_utils import apply_forward_hook
 from torch import nn
-from transformers import BertModel, BertTokenizerFast
+from transformers import (  # type: ignore[attr-defined]
+    BertModel,
+    # transformers 5 keeps `BertTokenizerFast` only as an alias of `BertTokenizer`, outside the names
+    # its `__init__` declares (hence the ignore); transformers 4 (also supported) has it as a class.
+    BertTokenizerFast,
+)
 
 IMAGE_SIZE = 64
 LATENT_SIZE = 16
@@ -107,7 +121,7 @@ class Upscaler(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.conv_out = nn.Conv2d(width, 3, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(cast(torch.Tensor, self.conv_out.bias))  # Conv2d's bias=True default: never None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         base = F.interpolate(images, scale_factor=self.factor, mode="bilinear", align_corners=False)

@@ -134,7 +134,7 @@ def load_emoji(package: Path) -> list[Emoji]:
             path = folder / image_name
             if not path.exists():
                 continue
-            image = Image.open(path).convert("RGBA").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+            image = Image.open(path).convert("RGBA").resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.LANCZOS)
             emoji.append(
                 Emoji(
                     image=image,
@@ -180,8 +180,8 @@ def side_by_side(left: Image.Image, right: Image.Image) -> Image.Image:
     size = left.size[0]
     half = size // 2
     canvas = Image.new("RGBA", (size, size), (255, 255, 255, 0))
-    canvas.alpha_composite(left.resize((half, half), Image.LANCZOS), (0, half // 2))
-    canvas.alpha_composite(right.resize((half, half), Image.LANCZOS), (half, half // 2))
+    canvas.alpha_composite(left.resize((half, half), Image.Resampling.LANCZOS), (0, half // 2))
+    canvas.alpha_composite(right.resize((half, half), Image.Resampling.LANCZOS), (half, half // 2))
     return canvas
 
 
@@ -210,7 +210,8 @@ def build_samples(emoji: list[Emoji], seed: int = SEED) -> list[Sample]:
         colour = dominant_colour(shifted)
         if colour:
             word = _object_word(e)
-            samples.append(Sample(on_background(shifted), [f"{_article(colour)} {word}", f"{colour} {word}"], group, "hue"))
+            captions = [f"{_article(colour)} {word}", f"{colour} {word}"]
+            samples.append(Sample(on_background(shifted), captions, group, "hue"))
     for group in rng.choice(objects, size=1500):
         e = emoji[group]
         word = _object_word(e)
@@ -311,4 +312,4 @@ def random_composition(icons: list[Path], rng: np.random.Generator) -> np.ndarra
 
 def downsample(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """What the 64 px autoencoder sees of a render (Lanczos, as for the caption set)."""
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS))
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))

@@ -64,7 +64,7 @@ def train_scorer(work_dir: Path, data: dict, text: np.ndarray, tokenizer, steps:
     train_idx = np.flatnonzero(~data["held_out"])
     rng = np.random.default_rng(0)
     opt = torch.optim.AdamW(tower.parameters(), lr=1e-3, weight_decay=0.01)
-    for step in range(steps):
+    for _ in range(steps):
         idx = rng.choice(train_idx, 256, replace=False)
         ids = data["caption_ids"][idx]
         chosen = ids[np.arange(len(idx)), rng.integers(0, (ids >= 0).sum(1))]

@@ -15,11 +15,16 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import StableDiffusionPipeline
+
+# From the defining modules, as in architecture.py: diffusers' top-level names are placeholders to mypy.
+from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL
+from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion import StableDiffusionPipeline
 from diffusers.training_utils import EMAModel
 from PIL import Image
 
@@ -62,7 +67,7 @@ class TrainConfig:
     seed: int = 0
 
 
-def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
+def train_vae(cfg: TrainConfig, data: dict) -> AutoencoderKL:
     path = cfg.work_dir / "vae.pt"
     vae = arch.new_vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
@@ -102,7 +107,7 @@ def train_vae(cfg: TrainConfig, data: dict) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def _psnr(vae: torch.nn.Module, images: torch.Tensor) -> float:
+def _psnr(vae: AutoencoderKL, images: torch.Tensor) -> float:
     vae.eval()
     recon = vae.decode(vae.encode(images).latent_dist.mode()).sample.clamp(-1, 1)
     mse = F.mse_loss((recon + 1) / 2, (images + 1) / 2).item()
@@ -110,7 +115,7 @@ def _psnr(vae: torch.nn.Module, images: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def normalise_latents(vae: torch.nn.Module, data: dict) -> None:
+def normalise_latents(vae: AutoencoderKL, data: dict) -> None:
     """Fold a per-channel shift and scale into the VAE's 1x1 convolutions.
 
     Latents must be roughly zero-mean unit-variance per channel for diffusion, but diffusers'
@@ -126,21 +131,25 @@ def normalise_latents(vae: torch.nn.Module, data: dict) -> None:
     sigma = latents.std(dim=(0, 2, 3))
     c = mu.numel()
     quant = vae.quant_conv  # outputs [mean (c), logvar (c)]
+    post = vae.post_quant_conv  # consumes z = z_norm * sigma + mu
+    if quant is None or quant.bias is None or post is None or post.bias is None:
+        raise ValueError("the autoencoder has no quant_conv/post_quant_conv (with biases) to fold the statistics into")
     quant.weight[:c] /= sigma.view(-1, 1, 1, 1)
     quant.bias[:c] = (quant.bias[:c] - mu) / sigma
     quant.bias[c:] -= 2 * torch.log(sigma)
-    post = vae.post_quant_conv  # consumes z = z_norm * sigma + mu
     post.bias += (post.weight[:, :, 0, 0] @ mu)
     post.weight *= sigma.view(1, -1, 1, 1)
 
 
 @torch.no_grad()
-def cache_latents(cfg: TrainConfig, vae: torch.nn.Module | None, data: dict) -> dict:
+def cache_latents(cfg: TrainConfig, vae: AutoencoderKL | None, data: dict) -> dict:
     """Latent mean and std of every image, from the normalised autoencoder (`vae` is the
     freshly trained one to normalise, or None when `vae_normalised.pt` exists already)."""
     path = cfg.work_dir / "latents.npz"
     if not path.exists():
         if not (cfg.work_dir / "vae_normalised.pt").exists():
+            if vae is None:
+                raise ValueError("no vae_normalised.pt in the work folder: pass the trained autoencoder")
             normalise_latents(vae, data)
             save_atomically({"model": vae.state_dict(), "step": cfg.vae_steps, "normalised": True},
                             cfg.work_dir / "vae_normalised.pt")
@@ -155,7 +164,7 @@ def cache_latents(cfg: TrainConfig, vae: torch.nn.Module | None, data: dict) -> 
     return dict(np.load(path))
 
 
-def normalised_vae(cfg: TrainConfig) -> torch.nn.Module:
+def normalised_vae(cfg: TrainConfig) -> AutoencoderKL:
     vae = arch.new_vae()
     vae.load_state_dict(torch.load(cfg.work_dir / "vae_normalised.pt", weights_only=False)["model"])  # nosec B614
     return vae.eval()
@@ -184,11 +193,15 @@ def cache_text(cfg: TrainConfig, pipe: StableDiffusionPipeline, captions: np.nda
     return np.load(path, mmap_mode="r")
 
 
-def build_pipeline(vae, unet) -> StableDiffusionPipeline:
+def build_pipeline(vae: AutoencoderKL, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
     tokenizer, text_encoder = arch.load_text_encoder()
+    # The ignores are for diffusers' annotations, narrower than what the pipeline takes: `text_encoder` is
+    # typed CLIPTextModel (any transformers encoder works), `scheduler` as the KarrasDiffusionSchedulers enum
+    # (meant: one of those scheduler classes), and safety_checker/feature_extractor without the None its
+    # docs allow (with requires_safety_checker=False).
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=arch.sampling_scheduler(), safety_checker=None, feature_extractor=None,
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,  # type: ignore[arg-type]
+        scheduler=arch.sampling_scheduler(), safety_checker=None, feature_extractor=None,  # type: ignore[arg-type]
         requires_safety_checker=False,
     )
 
@@ -228,8 +241,9 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
             cond[drop] = uncond
             x0 = lat_mean[idx] + lat_std[idx] * torch.randn_like(lat_mean[idx])
             noise = torch.randn_like(x0)
-            t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(idx),))
-            xt = noise_scheduler.add_noise(x0, noise, t)
+            t = torch.randint(0, noise_scheduler.config["num_train_timesteps"], (len(idx),))
+            # add_noise is annotated with the legacy `torch.IntTensor`; it takes any integer tensor (int64 here).
+            xt = noise_scheduler.add_noise(x0, noise, cast(torch.IntTensor, t))
             a = alphas[t].sqrt().view(-1, 1, 1, 1)
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
             target = a * noise - s * x0
@@ -272,7 +286,7 @@ def save_samples(cfg: TrainConfig, pipe: StableDiffusionPipeline, ema: EMAModel,
     return out
 
 
-def ema_unet(cfg: TrainConfig):
+def ema_unet(cfg: TrainConfig) -> tuple[UNet2DConditionModel, int]:
     """The EMA weights of the last UNet checkpoint: what gets exported and evaluated."""
     unet = arch.new_unet()
     state = torch.load(cfg.work_dir / "unet.pt", weights_only=False)  # nosec B614 # see CHECKPOINTS
@@ -355,8 +369,6 @@ def seed_from_export(cfg: TrainConfig, folder: Path) -> list[str]:
     writes only the checkpoints the work folder lacks, with fresh optimiser state and the step
     counts the export recorded, and returns the names of those it wrote.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
     folder = Path(folder)
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     steps = json.loads((folder / arch.RECIPE_NAME).read_text()).get("training", {})

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .train import TrainConfig
 
 
-def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAutoencoder:
+def train_upscaler(cfg: TrainConfig, small: arch.AutoencoderKL) -> arch.CascadeAutoencoder:
     """Teach the cascade to paint SVG renders at 512 px from the latents of their 64 px view.
 
     Two phases. First the upscaler learns alone, from the 64 px decoder's pictures. Then, from
@@ -45,7 +45,8 @@ def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAuto
         {"params": cascade.upscaler.parameters(), "lr": cfg.upscaler_lr},
         {"params": decoder, "lr": cfg.upscaler_lr / 5},
     ], weight_decay=0.0)
-    critic = _patch_discriminator().to(memory_format=torch.channels_last)
+    # Module.to takes memory_format at run time (documented); torch's overloads of `to` leave it out.
+    critic = _patch_discriminator().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     critic_opt = torch.optim.AdamW(critic.parameters(), lr=2e-4, betas=(0.5, 0.9), weight_decay=0.0)
     step = 0
     if path.exists():
@@ -72,7 +73,7 @@ def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAuto
             target = to_tensor(renders).contiguous(memory_format=torch.channels_last)
             view = to_tensor(np.stack([downsample(r) for r in renders]))
             factor = _warmup_cosine(step, cfg.upscaler_steps, warmup=100)
-            for group, lr in zip(opt.param_groups, base_lrs):
+            for group, lr in zip(opt.param_groups, base_lrs, strict=True):
                 group["lr"] = lr * factor
             joint = step >= cfg.upscaler_joint_from
             for parameter in decoder:
@@ -103,7 +104,8 @@ def train_upscaler(cfg: TrainConfig, small: torch.nn.Module) -> arch.CascadeAuto
             if step % cfg.checkpoint_every == 0 or step == cfg.upscaler_steps:
                 scores = upscaler_scores(cascade, eval_renders, cfg.work_dir / "samples" / f"upscaler-{step:05d}.jpg")
                 cascade.train()
-                progress.update(task, status=f"held-out PSNR {scores['psnr']:.2f} dB (Lanczos {scores['psnr_lanczos']:.2f})")
+                progress.update(task, status=f"held-out PSNR {scores['psnr']:.2f} dB "
+                                              f"(Lanczos {scores['psnr_lanczos']:.2f})")
                 log_record(cfg.work_dir, {"stage": "upscaler", "step": step, "loss": loss.item(), "time": time.time(),
                                           "joint": joint, **scores})
                 save_atomically({"model": cascade.state_dict(), "opt": opt.state_dict(), "critic": critic.state_dict(),
@@ -135,7 +137,7 @@ def _small_pictures(cascade: arch.CascadeAutoencoder, renders: np.ndarray) -> to
 
 def _edge_loss(images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 between horizontal and vertical differences: rewards edges that are as sharp as the render's."""
-    return sum(F.l1_loss(d(images), d(target)) for d in (_dx, _dy))
+    return F.l1_loss(_dx(images), _dx(target)) + F.l1_loss(_dy(images), _dy(target))
 
 
 def _dx(images: torch.Tensor) -> torch.Tensor:
@@ -154,8 +156,9 @@ def upscaler_scores(cascade: arch.CascadeAutoencoder, renders: np.ndarray, grid:
     target = to_tensor(renders)
     small_images = _small_pictures(cascade, renders)
     learned = torch.cat([cascade.upscaler(batch) for batch in small_images.split(8)]).clamp(-1, 1)
-    lanczos = to_tensor(np.stack([np.asarray(Image.fromarray(image).resize(renders.shape[1:3], Image.LANCZOS))
-                                   for image in to_uint8(small_images)]))
+    size = renders.shape[1:3]
+    lanczos = to_tensor(np.stack([np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+                                  for image in to_uint8(small_images)]))
     if grid is not None:
         grid.parent.mkdir(exist_ok=True)
         rows = [torch.cat([lanczos[i], learned[i], target[i]], dim=2) for i in range(0, len(renders), 8)[:4]]

@@ -1,4 +1,6 @@
-"""The FastAPI application: built from settings, with a lifespan that owns the generation engine."""
+"""The application, assembled at the top: settings, services (database, limiter, generation
+engine, paid path), the request timer, and the routers of each surface: the ClipDrop API
+(`api/`), the account pages and playground (`web/`). The lifespan owns the engine."""
 
 from __future__ import annotations
 
@@ -8,19 +10,15 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from pixeldrop import web
+from pixeldrop import api, web
 from pixeldrop.generation import Generator, start_engine
+from pixeldrop.http.metrics import RequestTimer
+from pixeldrop.http.services import Services
 from pixeldrop.metrics import Metrics
 from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
-
-from . import observability
-from .errors import install_error_handlers
-from .observability import RequestTimer
-from .routes import router
-from .services import Services
 
 # How often refunds that failed are retried and dead processes' reservations looked for.
 SWEEP_SECONDS = 10
@@ -31,13 +29,13 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        database = db or await asyncio.to_thread(Database.open, settings.resolved_database_url,
-                                                 settings.database_busy_timeout_seconds)
+        database = db if db is not None else await asyncio.to_thread(
+            Database.open, settings.resolved_database_url, settings.database_busy_timeout_seconds)
         engine = await asyncio.to_thread(start_engine, settings, generator, metrics)
         metrics.watch(lambda: engine.queued, engine.replicas)
         paid = PaidGeneration(database, engine, settings.credits_per_image, settings.generation_deadline_seconds,
                               timedelta(seconds=settings.stale_reservation_seconds), metrics)
-        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), engine, paid)
+        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), engine, paid, metrics)
         await paid.sweep()
         janitor = asyncio.create_task(paid.sweep_forever(SWEEP_SECONDS))
         try:
@@ -54,10 +52,8 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         version="0.1.0",
         lifespan=lifespan,
     )
-    metrics = app.state.metrics = Metrics()
+    metrics = Metrics()
     app.add_middleware(RequestTimer, metrics=metrics)
-    install_error_handlers(app)
-    app.include_router(router)
-    app.include_router(observability.router)
+    api.install(app)  # the ClipDrop route, health, metrics, and the error shape of JSON answers
     web.install(app, settings)  # the account pages, the playground and Stripe's webhook
     return app

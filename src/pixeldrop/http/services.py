@@ -1,12 +1,17 @@
-"""What the routes need, built once per app: settings, database, limiter, generation engine, paid path."""
+"""What the routes need, built once per app: settings, database, limiter, generation engine, paid
+path, metrics. Endpoints take them as a typed dependency (`services: ServicesDep`); helpers that already
+hold the request use `Services.of(request)`, the same accessor."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
+from fastapi import Depends
 from starlette.requests import Request
 
 from pixeldrop.generation import Engine
+from pixeldrop.metrics import Metrics
 from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
@@ -20,7 +25,11 @@ class Services:
     limiter: RateLimiter
     engine: Engine
     paid: PaidGeneration
+    metrics: Metrics
 
     @staticmethod
     def of(request: Request) -> Services:
         return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(Services.of)]

@@ -28,7 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from pixeldrop.errors import BodyTimeout, PixeldropError, TooManyConnections, TooManyHeaders
 from pixeldrop.settings import Settings
 
-from .errors import error_response, headers_for, status_for
+from .statuses import headers_for, json_error, status_for
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -82,7 +82,7 @@ class LimitedH11Protocol(H11Protocol):
             await app(scope, BodyDeadline(receive, self.settings.body_timeout_seconds), send)
             return
         headers = {**headers_for(refusal), "Connection": "close"}
-        await error_response(status_for(refusal), refusal.message, headers)(scope, receive, send)
+        await json_error(status_for(refusal), refusal.message, headers)(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> PixeldropError | None:
         limit = self.settings.max_connections  # this connection and this request's task count too
