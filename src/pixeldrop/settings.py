@@ -28,6 +28,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def _replica_range(value: str) -> tuple[int, int]:
+    """`"1:8"` -> (1, 8), or ValueError: the one reading of `autoscale`, for the check and for use."""
+    low, colon, high = value.partition(":")
+    if not (colon and low.isdigit() and high.isdigit() and int(low) <= int(high) and int(high) >= 1):
+        raise ValueError(f"autoscale is MIN:MAX replicas, MIN <= MAX and MAX >= 1 (like 1:8), not {value!r}")
+    return int(low), int(high)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIXELDROP_", env_file=".env", extra="ignore")
 
@@ -147,9 +155,7 @@ class Settings(BaseSettings):
     @classmethod
     def _min_max(cls, value: str | None) -> str | None:
         if value is not None:
-            low, colon, high = value.partition(":")
-            if not (colon and low.isdigit() and high.isdigit() and int(low) <= int(high) and int(high) >= 1):
-                raise ValueError(f"autoscale is MIN:MAX replicas, MIN <= MAX and MAX >= 1 (like 1:8), not {value!r}")
+            _replica_range(value)
         return value
 
     @model_validator(mode="after")
@@ -161,6 +167,11 @@ class Settings(BaseSettings):
                 "served would otherwise be refunded as if its process had crashed"
             )
         return self
+
+    @property
+    def autoscale_bounds(self) -> tuple[int, int] | None:
+        """`autoscale` as (MIN, MAX) replicas; None when replicas are fixed."""
+        return _replica_range(self.autoscale) if self.autoscale is not None else None
 
     @property
     def home_dir(self) -> Path:

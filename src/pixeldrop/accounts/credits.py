@@ -56,12 +56,17 @@ def _ledger(session: Session, account_id: int, delta: int, balance: int, reason:
     session.add(LedgerEntry(account_id=account_id, delta=delta, balance_after=balance, reason=reason, **extra))
 
 
-def balance(db: Database, account_id: int) -> int:
-    with db.session() as session:
-        credits = session.scalar(select(Account.credits).where(Account.id == account_id))
+def _balance(session: Session, account_id: int) -> int:
+    """The account's credits now, inside the caller's transaction, or AccountNotFound."""
+    credits = session.scalar(select(Account.credits).where(Account.id == account_id))
     if credits is None:
         raise AccountNotFound("No such account.")
     return credits
+
+
+def balance(db: Database, account_id: int) -> int:
+    with db.session() as session:
+        return _balance(session, account_id)
 
 
 def grant(
@@ -106,9 +111,7 @@ def remove_credits(db: Database, account_id: int, amount: int, note: str = "") -
     with db.session() as session:
         new_balance = _change_balance(session, account_id, -amount)
         if new_balance is None:
-            current = session.scalar(select(Account.credits).where(Account.id == account_id))
-            if current is None:
-                raise AccountNotFound("No such account.")
+            current = _balance(session, account_id)
             raise InvalidInput(f"The account has {current} credits: {amount} cannot be removed (the balance "
                                "may not go below 0).")
         _ledger(session, account_id, -amount, new_balance, "operator-remove", note=note)
@@ -127,9 +130,7 @@ def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) 
             if api_key_id is not None:
                 session.execute(update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=utcnow()))
             return Reservation(request.id, account_id, amount, new_balance)
-        current = session.scalar(select(Account.credits).where(Account.id == account_id))
-        if current is None:
-            raise AccountNotFound("No such account.")
+        current = _balance(session, account_id)
         session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
                                  http_status=402, credits=0, finished_at=utcnow()))
     raise OutOfCredits("Your account has no remaining credits.", remaining=current)

@@ -19,7 +19,7 @@ from .base import OUTPUT_SIZE, Engine, Generator
 from .worker import GenerationWorker
 
 __all__ = ["ENGINES", "OUTPUT_SIZE", "Engine", "Generator", "GenerationWorker", "Place", "default_model",
-           "load_generator", "start_engine"]
+           "load_generator", "start_engine", "warmed_up"]
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,18 @@ def load_generator(settings: Settings) -> Generator:
     )
 
 
-def _start_local(settings: Settings, generator: Generator | None, metrics: Metrics | None) -> Engine:
-    model = generator or load_generator(settings)
+def warmed_up(generator: Generator, settings: Settings) -> Generator:
+    """`generator`, having made one image if the settings ask for it (the local engine and every
+    Ray replica), so that the first request does not pay for compilation and lazy loading."""
     if settings.warm_up:
         # Said before it starts: with a compiled UNet, this first image takes minutes.
         log.info("warming up with one image%s", " (compiling the UNet: minutes)" if settings.resolved_compile else "")
-        model.generate(["warm-up"], [0])
+        generator.generate(["warm-up"], [0])
+    return generator
+
+
+def _start_local(settings: Settings, generator: Generator | None, metrics: Metrics | None) -> Engine:
+    model = warmed_up(generator or load_generator(settings), settings)
     return GenerationWorker(model, settings.queue_size, settings.max_batch, settings.batch_wait_ms, metrics).start()
 
 

@@ -52,12 +52,6 @@ class Made:
     batch_size: int
 
 
-def autoscale_bounds(autoscale: str) -> tuple[int, int]:
-    """`"1:8"` -> (1, 8) (the settings have checked the format)."""
-    low, _, high = autoscale.partition(":")
-    return int(low), int(high)
-
-
 def deployment_options(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
     """The `Generator` deployment's options from the settings and what the cluster has."""
     per_replica = {"num_gpus": 1} if cluster_gpus > 0 else {"num_cpus": settings.ray_replica_cpus}
@@ -65,8 +59,8 @@ def deployment_options(settings: Settings, cluster_gpus: float) -> dict[str, Any
         "ray_actor_options": per_replica,
         "max_ongoing_requests": settings.ray_max_ongoing_requests or 2 * settings.max_batch,
     }
-    if settings.autoscale:
-        minimum, maximum = autoscale_bounds(settings.autoscale)
+    if settings.autoscale_bounds is not None:
+        minimum, maximum = settings.autoscale_bounds
         options["autoscaling_config"] = {
             "min_replicas": minimum, "max_replicas": maximum, "initial_replicas": max(minimum, 1),
             "target_ongoing_requests": settings.max_batch,
@@ -82,15 +76,13 @@ def _deployment():
     """The `Generator` class, decorated on first use so that importing this module needs no Ray."""
     from ray import serve
 
-    from . import load_generator
+    from . import load_generator, warmed_up
 
     @serve.deployment(name=DEPLOYMENT)
     class Generator:
         def __init__(self, args: dict):
             resolved = Settings(**args, _env_file=None)
-            self.generator = load_generator(resolved)
-            if resolved.warm_up:
-                self.generator.generate(["warm-up"], [0])
+            self.generator = warmed_up(load_generator(resolved), resolved)
             self.generate.set_max_batch_size(resolved.max_batch)
             self.generate.set_batch_wait_timeout_s(resolved.batch_wait_ms / 1000.0)
 
