@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # API contract
     default_format: ImageFormat = "jpeg"
     jpeg_quality: int = Field(default=92, ge=1, le=100)
+    image_metadata: bool = Field(
+        default=True, description="PNG answers carry the prompt, seed, steps and model in A1111's `parameters` chunk."
+    )
     max_body_bytes: int = 64 * 1024
     max_prompt_chars: int = 1000
 

@@ -14,19 +14,30 @@ from dataclasses import dataclass
 from typing import get_args
 
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from pixeldrop.settings import ImageFormat
 
 
-def _jpeg(image: Image.Image, buffer: io.BytesIO, jpeg_quality: int) -> None:
+def a1111_parameters(prompt: str, *, steps: int, seed: int, model: str, size: int = 512) -> str:
+    """How A1111 describes an image in its PNG `parameters` chunk, which existing tools (A1111's
+    PNG Info, ComfyUI, civitai, sd-parsers) read: the prompt, then one line of settings."""
+    return f"{prompt}\nSteps: {steps}, Seed: {seed}, Size: {size}x{size}, Model: {model}"
+
+
+def _jpeg(image: Image.Image, buffer: io.BytesIO, jpeg_quality: int, _parameters: str | None) -> None:
     image.convert("RGB").save(buffer, "JPEG", quality=jpeg_quality, optimize=True)
 
 
-def _png(image: Image.Image, buffer: io.BytesIO, _jpeg_quality: int) -> None:
-    image.save(buffer, "PNG", optimize=False)
+def _png(image: Image.Image, buffer: io.BytesIO, _jpeg_quality: int, parameters: str | None) -> None:
+    info = None
+    if parameters is not None:
+        info = PngInfo()
+        info.add_itxt("parameters", parameters)  # iTXt: prompts are UTF-8, tEXt is Latin-1 only
+    image.save(buffer, "PNG", optimize=False, pnginfo=info)
 
 
-def _webp(image: Image.Image, buffer: io.BytesIO, _jpeg_quality: int) -> None:
+def _webp(image: Image.Image, buffer: io.BytesIO, _jpeg_quality: int, _parameters: str | None) -> None:
     image.save(buffer, "WEBP", quality=90, method=4)
 
 
@@ -37,11 +48,13 @@ class Format:
     accepted: tuple[str, ...]  # what Accept headers may call it
     extensions: tuple[str, ...]  # the first is what downloads are named with
     label: str
-    _save: Callable[[Image.Image, io.BytesIO, int], None]
+    _save: Callable[[Image.Image, io.BytesIO, int, str | None], None]
 
-    def encode(self, image: Image.Image, jpeg_quality: int) -> bytes:
+    def encode(self, image: Image.Image, jpeg_quality: int, parameters: str | None = None) -> bytes:
+        """The image's bytes; `parameters` (see `a1111_parameters`) go into formats that carry
+        text (PNG), and nowhere when None (the `image_metadata` setting turns them off)."""
         buffer = io.BytesIO()
-        self._save(image, buffer, jpeg_quality)
+        self._save(image, buffer, jpeg_quality, parameters)
         return buffer.getvalue()
 
 
