@@ -12,7 +12,9 @@ weights (../shared/bench/sd-turbo; speed does not depend on weight values):
 - `fast+graph`: the fast path's one step (text encoder, UNet, Euler step, TAESD decode, uint8
   conversion) captured once per batch size in a CUDA graph and replayed: no launch gaps;
 - `fast+compile+graph`: the same with the three networks compiled by Inductor first (skipped
-  when the time budget is spent: each batch size compiles again).
+  when the time budget is spent: each batch size compiles again);
+- `server: fast preset`: pixeldrop's own generator (`pixeldrop serve --preset fast`: compiled
+  UNet, and on CUDA the captured step of pixeldrop/generation/one_step.py), PIL images out.
 Before timing, the graph path is checked against the pipeline on the same noise (they must make
 the same picture), and fp16 against fp32 on the same inputs (UNet relative error, image PSNR).
 pixeldrop-tiny runs its own recipe (20 steps, guidance 5); its text encoder gets random weights
@@ -34,6 +36,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,7 +76,8 @@ def _smoke_overrides(part: str) -> dict:
 
 
 def build_sd_turbo(configs: Path, device: torch.device, smoke: bool):
-    """The pipeline (KL VAE) and a TAESD decoder, random weights, fp32, on `device`."""
+    """Two pipelines sharing their parts, random weights, fp32, on `device`: diffusers' as it comes
+    (KL VAE) and the fast preset's (TAESD decoder)."""
     from diffusers import (
         AutoencoderKL,
         AutoencoderTiny,
@@ -101,89 +105,31 @@ def build_sd_turbo(configs: Path, device: torch.device, smoke: bool):
             safety_checker=None, feature_extractor=None, requires_safety_checker=False,
         )
         tiny_decoder = AutoencoderTiny.from_config(AutoencoderTiny.load_config(configs / "vae_tiny"))
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device), tiny_decoder.to(device)
+    fast = StableDiffusionPipeline(**{**pipeline.components, "vae": tiny_decoder})
+    for each in (pipeline, fast):
+        each.set_progress_bar_config(disable=True)
+    return pipeline.to(device), fast.to(device)
 
 
-def noise_for(seeds: list[int], shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """One latent per seed, as the pipeline draws it (a generator per image)."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator(device).manual_seed(s), device=device)
-                        for s in seeds]).to(dtype)
+def graph_run(step, batch: int) -> Run:
+    """pixeldrop's captured step for one batch size (eager off CUDA), checked against eager once."""
+    from pixeldrop.generation.one_step import CapturedStep
 
-
-class OneStep:
-    """SD-Turbo's whole 1-step generation as one function of fixed-shape tensors, so that it can be
-    captured in a CUDA graph: token ids and noise in, uint8 pixels (B, H, W, 3) out.
-
-    The Euler step at the only timestep (999, "trailing" spacing) with epsilon prediction is
-    x0 = x - sigma * eps, with x = noise * init_noise_sigma and the UNet fed x / sqrt(sigma^2 + 1),
-    which is what EulerDiscreteScheduler computes; `check_against_pipeline` holds it to that.
-    """
-
-    def __init__(self, pipeline, decoder, size: int):
-        scheduler = pipeline.scheduler
-        scheduler.set_timesteps(1, device=pipeline.device)
-        self.pipeline, self.decoder, self.size = pipeline, decoder, size
-        self.timestep = scheduler.timesteps[0]
-        self.sigma = float(scheduler.sigmas[0])
-        self.init_sigma = float(scheduler.init_noise_sigma)
-        self.latent_shape = (pipeline.unet.config.in_channels, size // 8, size // 8)
-
-    def tokens(self, prompts: list[str]) -> torch.Tensor:
-        tokenizer = self.pipeline.tokenizer
-        return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                         return_tensors="pt").input_ids.to(self.pipeline.device)
-
-    def __call__(self, ids: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        pipeline = self.pipeline
-        embeddings = pipeline.text_encoder(ids)[0]
-        latents = noise * self.init_sigma
-        model_input = latents / math.sqrt(self.sigma**2 + 1)
-        eps = pipeline.unet(model_input, self.timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
-        x0 = latents - self.sigma * eps
-        image = self.decoder.decode(x0 / self.decoder.config.scaling_factor, return_dict=False)[0]
-        return ((image / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-
-
-def captured(step: OneStep, batch: int, dtype: torch.dtype) -> Run:
-    """`step` for one batch size: a CUDA graph replayed over static inputs (eager off CUDA)."""
-    device = step.pipeline.device
-
-    def inputs(prompts: list[str], seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        return step.tokens(prompts), noise_for(seeds, step.latent_shape, device, dtype)
-
-    if device.type != "cuda":
-        return lambda prompts, seeds: step(*inputs(prompts, seeds))
-    static_ids, static_noise = inputs([PROMPT] * batch, list(range(batch)))
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture: allocations, cuDNN/cuBLAS choices, compiling
-        for _ in range(3):
-            step(static_ids, static_noise)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = step(static_ids, static_noise)
-    graph.replay()  # a capture can succeed and still compute wrongly: compare with eager once
-    torch.cuda.synchronize()
-    if psnr(static_out, step(static_ids, static_noise)) < 40:
+    if step.pipeline.device.type != "cuda":
+        return lambda prompts, seeds: step(step.tokens(prompts), step.noise(seeds))
+    captured = CapturedStep(step, batch)
+    ids, noise = step.tokens([PROMPT] * batch), step.noise(range(batch))
+    replayed = captured(ids, noise).clone()  # a capture can succeed and still compute wrongly
+    if psnr(replayed, step(ids, noise)) < 40:
         raise RuntimeError("the captured graph disagrees with the eager step")
-
-    def run(prompts: list[str], seeds: list[int]) -> torch.Tensor:
-        ids, noise = inputs(prompts, seeds)
-        static_ids.copy_(ids)
-        static_noise.copy_(noise)
-        graph.replay()
-        return static_out
-
-    return run
+    return lambda prompts, seeds: captured(step.tokens(prompts), step.noise(seeds))
 
 
-def pipeline_run(pipeline, step: OneStep, dtype: torch.dtype) -> Run:
+def pipeline_run(pipeline, step) -> Run:
     """diffusers' own call, uint8 pixels out like the graph path (so both do the same work)."""
 
     def run(prompts: list[str], seeds: list[int]) -> torch.Tensor:
-        noise = noise_for(seeds, step.latent_shape, pipeline.device, dtype)
+        noise = step.noise(seeds)
         images = pipeline(prompts, num_inference_steps=1, guidance_scale=0.0, latents=noise, height=step.size,
                           width=step.size, output_type="pt").images
         return (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
@@ -226,20 +172,20 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.float() - b.float()).norm() / b.float().norm())
 
 
-def fp32_references(pipeline, decoder, step: OneStep) -> dict:
+def fp32_references(pipeline, step) -> dict:
     """fp32 outputs on fixed inputs, before the models are cast: what fp16 is compared with."""
     ids = step.tokens([PROMPT])
-    noise = noise_for([0], step.latent_shape, pipeline.device, torch.float32)
+    noise = step.noise([0])
     with torch.no_grad():
         embeddings = pipeline.text_encoder(ids)[0]
         model_input = noise * step.init_sigma / math.sqrt(step.sigma**2 + 1)
         eps = pipeline.unet(model_input, step.timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
-        plain_image = pipeline_run(pipeline, step, torch.float32)([PROMPT], [0])
+        plain_image = pipeline_run(pipeline, step)([PROMPT], [0])
         return {"ids": ids, "noise": noise, "embeddings": embeddings, "model_input": model_input, "eps": eps,
                 "fast_image": step(ids, noise), "plain_image": plain_image}
 
 
-def numerics(pipeline, step: OneStep, plain: Run, reference: dict, dtype: torch.dtype) -> dict:
+def numerics(pipeline, step, plain: Run, reference: dict, dtype: torch.dtype) -> dict:
     with torch.no_grad():
         eps = pipeline.unet(reference["model_input"].to(dtype), step.timestep,
                             encoder_hidden_states=reference["embeddings"].to(dtype), return_dict=False)[0]
@@ -300,6 +246,17 @@ def tiny_model(device: torch.device, dtype: torch.dtype, batches: list[int], ste
     return rows
 
 
+def server_generator(folder: Path, device: torch.device, smoke: bool):
+    """pixeldrop's own generator for `folder`, as `pixeldrop serve --preset fast` loads it: what
+    the server adds over the bare step (PIL images out, resizing, its choice of path) is timed too."""
+    from pixeldrop.generation import load_generator
+    from pixeldrop.settings import Settings
+
+    settings = Settings(model=str(folder), preset="fast", num_inference_steps=1, guidance_scale=0.0,
+                        device=device.type, compile=not smoke, warm_up=False, _env_file=None)
+    return load_generator(settings)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -339,7 +296,11 @@ def main() -> None:
     parser.add_argument("--configs", help="SD-Turbo config folder (default ../shared/bench/sd-turbo)")
     parser.add_argument("--out", default=os.environ.get("OUT"), help="folder for gpu.json (default $OUT)")
     parser.add_argument("--smoke", action="store_true", help="CPU, scaled-down models: checks the script")
+    parser.add_argument("--parts", default="sd,tiny,compile,server",
+                        help="sd: plain/fast/graph rows; tiny: pixeldrop-tiny; compile: Inductor + graph; "
+                             "server: pixeldrop's generator with the fast preset")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     started = time.monotonic()
     left = lambda: args.budget - (time.monotonic() - started)  # noqa: E731
 
@@ -364,15 +325,21 @@ def main() -> None:
         library.set_verbosity_error()
         library.disable_progress_bar()
 
-    pipeline, tiny_decoder = build_sd_turbo(_configs(args.configs), device, args.smoke)
-    step = OneStep(pipeline, tiny_decoder, size)
-    reference = fp32_references(pipeline, tiny_decoder, step)
+    from pixeldrop.generation.one_step import OneStep
+
+    pipeline, fast_pipeline = build_sd_turbo(_configs(args.configs), device, args.smoke)
+    step = OneStep(fast_pipeline, size)
+    reference = fp32_references(pipeline, step)
     pipeline.to(dtype)
-    tiny_decoder.to(dtype)
-    plain = pipeline_run(pipeline, step, dtype)
+    fast_pipeline.to(dtype)
+    plain = pipeline_run(pipeline, step)
     report["numerics"] = numerics(pipeline, step, plain, reference, dtype)
     print("fp16 vs fp32:", json.dumps(report["numerics"]), flush=True)
     del reference
+    if "server" in parts:  # a model folder, as `pixeldrop serve --model DIR` reads one
+        folder = Path(tempfile.mkdtemp(prefix="sd-turbo-random-"))
+        pipeline.save_pretrained(folder)
+        fast_pipeline.vae.save_pretrained(folder / "vae_tiny")
 
     def measure(variant: str, make_run: Callable[[int], Run]) -> None:
         for batch in batches:
@@ -392,24 +359,27 @@ def main() -> None:
             print(_row(row), flush=True)
             save(report)
 
-    measure("plain diffusers (KL VAE)", lambda batch: plain)  # before channels_last: diffusers as it comes
-
-    from diffusers import StableDiffusionPipeline
-
-    fast_pipeline = StableDiffusionPipeline(**{**pipeline.components, "vae": tiny_decoder})
-    fast_pipeline.set_progress_bar_config(disable=True)
-    for part in (pipeline.unet, tiny_decoder):
+    if "sd" in parts:
+        measure("plain diffusers (KL VAE)", lambda batch: plain)  # before channels_last: diffusers as it comes
+    for part in (fast_pipeline.unet, fast_pipeline.vae):
         part.to(memory_format=torch.channels_last)
-    fast = pipeline_run(fast_pipeline, step, dtype)
-    report["graph_vs_pipeline_psnr_db"] = check_against_pipeline(fast, captured(step, 1, dtype))
-    measure("fast (TAESD)", lambda batch: fast)
-    measure("fast+graph", lambda batch: captured(step, batch, dtype))
-    report["rows"].extend(tiny_model(device, dtype, batches, 2 if args.smoke else None, repeats))
-    if device.type == "cuda" and left() > 150:
-        for part in (pipeline.text_encoder, pipeline.unet, tiny_decoder.decoder):
+    fast = pipeline_run(fast_pipeline, step)
+    report["graph_vs_pipeline_psnr_db"] = check_against_pipeline(fast, graph_run(step, 1))
+    if "sd" in parts:
+        measure("fast (TAESD)", lambda batch: fast)
+        measure("fast+graph", lambda batch: graph_run(step, batch))
+    if "tiny" in parts:
+        report["rows"].extend(tiny_model(device, dtype, batches, 2 if args.smoke else None, repeats))
+    if "compile" in parts and device.type == "cuda" and left() > 150:
+        for part in (fast_pipeline.text_encoder, fast_pipeline.unet, fast_pipeline.vae.decoder):
             part.compile()  # forward compiled in place; TAESD's decode() calls its decoder's forward
-        measure("fast+compile+graph", lambda batch: captured(step, batch, dtype))
-
+        measure("fast+compile+graph", lambda batch: graph_run(step, batch))
+    if "server" in parts:
+        del pipeline, fast_pipeline, step, plain, fast
+        _reset_peak(device)
+        generator = server_generator(folder, device, args.smoke)
+        report["server_generator"] = generator.describe()
+        measure("server: fast preset", lambda batch: lambda prompts, seeds: generator.generate(prompts, seeds))
     save(report)
     print(f"\n{report['device']}\nfp16 vs fp32: {report['numerics']}; graph vs pipeline: "
           f"{report['graph_vs_pipeline_psnr_db']:.1f} dB; {time.monotonic() - started:.0f} s")

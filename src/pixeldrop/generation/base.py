@@ -11,6 +11,7 @@ from PIL import Image
 from .admission import Place
 
 OUTPUT_SIZE = 512  # the contract: every image is 512x512
+DEFAULT_STEPS = 50  # what diffusers' pipelines run when neither the settings nor the model name a step count
 
 
 class Generator(Protocol):
