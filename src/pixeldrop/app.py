@@ -10,17 +10,19 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from pixeldrop import api, web
+from pixeldrop import api, idempotency, images_store, web
 from pixeldrop.generation import Generator, start_engine
 from pixeldrop.http.metrics import RequestTimer
 from pixeldrop.http.services import Services
+from pixeldrop.jobs import JobRunner
 from pixeldrop.metrics import Metrics
 from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
 
-# How often refunds that failed are retried and dead processes' reservations looked for.
+# How often refunds that failed are retried, dead processes' reservations looked for, and expired
+# images (the OpenAI route's URLs) and idempotency keys deleted.
 SWEEP_SECONDS = 10
 
 
@@ -34,14 +36,24 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         engine = await asyncio.to_thread(start_engine, settings, generator, metrics)
         metrics.watch(lambda: engine.queued, engine.replicas)
         paid = PaidGeneration(database, engine, settings.credits_per_image, settings.generation_deadline_seconds,
-                              timedelta(seconds=settings.stale_reservation_seconds), metrics)
-        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), engine, paid, metrics)
+                              timedelta(seconds=settings.stale_reservation_seconds), metrics,
+                              store_prompts=settings.store_prompts)
+        jobs = JobRunner(database, engine, settings, metrics)
+        app.state.services = Services(settings, database, RateLimiter(settings.redis_url), engine, paid, metrics,
+                                      jobs)
         await paid.sweep()
+        await jobs.start()  # queued jobs (/v1/jobs) are made here, unless the run_jobs setting is off
         janitor = asyncio.create_task(paid.sweep_forever(SWEEP_SECONDS))
+        image_sweeper = asyncio.create_task(images_store.sweep_forever(database, SWEEP_SECONDS))
+        key_sweeper = asyncio.create_task(idempotency.sweep_forever(
+            database, timedelta(seconds=settings.stale_reservation_seconds), SWEEP_SECONDS))
         try:
             yield
         finally:
             janitor.cancel()
+            image_sweeper.cancel()
+            key_sweeper.cancel()
+            await jobs.stop()  # before the engine: the jobs it was making go back to the queue
             await asyncio.to_thread(engine.stop)
             if db is None:
                 database.close()
@@ -51,9 +63,10 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         summary="Self-hosted text-to-image API, compatible with ClipDrop's text-to-image v1.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # web/docs.py serves them, with their assets, without a CDN
     )
     metrics = Metrics()
     app.add_middleware(RequestTimer, metrics=metrics)
-    api.install(app)  # the ClipDrop route, health, metrics, and the error shape of JSON answers
+    api.install(app, settings)  # the ClipDrop and OpenAI routes, health, metrics, and their error shapes
     web.install(app, settings)  # the account pages, the playground and Stripe's webhook
     return app

@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from pydantic import ValidationError
@@ -181,6 +181,24 @@ def accounts_set_password(email: Email) -> None:
     except PixeldropError as error:
         raise _fail(error) from None
     out.print(f"password set for {account.email}; other browsers signed in to it are signed out")
+
+
+@accounts_app.command("webhook-secret")
+def accounts_webhook_secret(email: Email) -> None:
+    """Print the secret that signs the account's job webhooks, alone on the last line.
+
+    It is made on first use; receivers verify each event with it (Standard Webhooks).
+    """
+    from pixeldrop.jobs import webhooks
+
+    db = _database(_settings())
+    try:
+        account = accounts.get_account(db, email)
+        secret = webhooks.account_secret(db, account.id)
+    except PixeldropError as error:
+        raise _fail(error) from None
+    err.print(f"webhook signing secret of {account.email} (the account page shows it too):")
+    print(secret, flush=True)
 
 
 @keys_app.command("create")
@@ -374,7 +392,8 @@ def generate(
                                                                  "at most the max_prompt_chars setting).")],
     output: Annotated[Path, typer.Option("-o", "--output", callback=_image_path,
                                          help="Image file: .png, .jpg or .webp, in a folder that exists.")],
-    seed: Annotated[int, typer.Option(help="Noise seed: the same seed gives the same image.")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Noise seed, 0 to 4294967295: the same prompt and seed give the "
+                                                   "same image.", show_default="random, printed")] = None,
     model: Model = None,
     steps: Steps = None,
     guidance: Guidance = None,
@@ -387,12 +406,16 @@ def generate(
 ) -> None:
     """Make one image locally: no server, no credits.
 
-    A progress bar shows the steps; the image is written once it is made.
+    A progress bar shows the steps; the image is written once it is made, with its seed printed
+    (PNGs also carry the prompt, seed, steps and model, as the API's do).
     """
     from rich.progress import Progress
 
     from pixeldrop.generation import load_generator
+    from pixeldrop.generation.formats import Format, format_for_path
+    from pixeldrop.generation.metadata import image_parameters
     from pixeldrop.prompts import validate_prompt
+    from pixeldrop.seeds import parse_seed
 
     options = dict(model=model, num_inference_steps=steps, guidance_scale=guidance, preset=preset,
                    precision=precision, decoder=decoder, compile=compile, verbose=verbose)
@@ -402,15 +425,23 @@ def generate(
     except PixeldropError as error:
         _error(f"PROMPT: {error.message}")
         raise typer.Exit(code=2) from None
+    try:
+        used_seed = parse_seed(seed)
+    except PixeldropError as error:
+        _error(f"--seed: {error.message}")
+        raise typer.Exit(code=2) from None
     _preflight(settings, options)
     with Progress(console=err, transient=True) as progress:
         progress.add_task("loading model", total=None)
         generator = load_generator(settings)
     with Progress(console=err) as progress:
         task = progress.add_task("generating", total=generator.steps)
-        image = generator.generate([prompt], [seed], progress=lambda step: progress.update(task, completed=step))[0]
-    image.save(output)
-    err.print(f"saved {output} ({image.width}x{image.height})")
+        image = generator.generate([prompt], [used_seed],
+                                   progress=lambda step: progress.update(task, completed=step))[0]
+    fmt = cast(Format, format_for_path(output.suffix))  # _image_path has checked the extension
+    parameters = image_parameters(prompt, used_seed, generator.describe()) if settings.image_metadata else None
+    output.write_bytes(fmt.encode(image, settings.jpeg_quality, parameters))
+    err.print(f"saved {output} ({image.width}x{image.height}, seed {used_seed})")
 
 
 @app.command("train-tiny")

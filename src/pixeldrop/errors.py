@@ -20,6 +20,14 @@ class InvalidRequest(PixeldropError):
     """The request is malformed: missing or bad prompt, wrong body type."""
 
 
+class InvalidParameter(InvalidRequest):
+    """One named field of the request is missing, of the wrong type or out of range (`param`: its name)."""
+
+    def __init__(self, message: str, param: str | None):
+        super().__init__(message)
+        self.param = param
+
+
 class BodyTooLarge(PixeldropError):
     pass
 
@@ -107,6 +115,32 @@ class ClientGone(PixeldropError):
     """The client hung up before its image was delivered: nothing is charged."""
 
 
+class ImageNotFound(PixeldropError):
+    """A stored image that does not exist, has expired, or belongs to another account: told the same."""
+
+
+# Jobs (pixeldrop.jobs)
+class JobNotFound(PixeldropError):
+    """No such job, or another account's: told the same."""
+
+
+class JobStateConflict(PixeldropError):
+    """The job's state does not allow it: its result before it succeeded, canceling it once started."""
+
+
+class JobResultExpired(PixeldropError):
+    """The job's image was made, kept for the `job_result_seconds` setting, then deleted."""
+
+
+# Safe retries (pixeldrop.idempotency)
+class IdempotencyKeyReused(PixeldropError):
+    """The Idempotency-Key was first used with another request (body, path or format)."""
+
+
+class IdempotentRequestInProgress(PixeldropError):
+    """The first request with this Idempotency-Key is still being answered."""
+
+
 # Sign-in and payments
 class InvalidCredentials(PixeldropError):
     """Unknown email or wrong password: the caller is told the same either way."""
@@ -122,3 +156,8 @@ class InvalidWebhook(PixeldropError):
 
 class PaymentProviderError(PixeldropError):
     """The payment provider could not be reached or refused the request."""
+
+
+# Mail
+class MailFailed(PixeldropError):
+    """The SMTP server could not be reached, refused the message, or would need a password sent in clear."""

@@ -1,15 +1,20 @@
-"""One paid image: a place in the queue, a reservation, the image, then a charge or a refund.
+"""Paid images: places in the queue, one reservation, the images, then a charge or a refund.
 
-The API and the playground both go through `PaidGeneration.image`, so both charge by the same
-rules, in this order:
-1. a place in the generation queue is taken first, so a full queue answers 503 before any
-   credit moves (no reservation, no ledger rows);
-2. the price is reserved (OutOfCredits takes nothing and gives the place back);
-3. the caller's block makes the image and encodes it, all within the generation deadline;
-4. a block that ends normally settles the reservation: the image is charged. Anything else
-   refunds it and records how it ended: the model failed (500), the deadline passed (503),
-   the client hung up (499: its task is cancelled; a job that had not started never reaches
-   the model), the server stopped.
+The API, the OpenAI route and the playground all go through `PaidGeneration.image`, so all charge
+by the same rules, in this order:
+1. a place in the generation queue is taken for each image first, all of them or none, so a full
+   queue answers 503 before any credit moves (no reservation, no ledger rows);
+2. the price of every image is reserved at once, in one conditional UPDATE: all of it or nothing
+   (OutOfCredits takes nothing and gives the places back);
+3. the caller's block makes the images, each in its own place, at the same time
+   (`Purchase.generate_each`, or `generate` for one), and encodes (and stores) them, all within
+   the generation deadline;
+4. a block that ends normally having made every image it paid for settles the reservation: the
+   images are charged, together. Anything else refunds all of it and records how it ended: the
+   model failed (500), the deadline passed (503), the client hung up (499: its task is
+   cancelled; a job that had not started never reaches the model), the server stopped, or the
+   block made fewer images than it paid for (500). When one of several images fails, the others
+   are given up.
 
 Refunds run in a worker thread, shielded from cancellation: the event loop never waits on the
 database, and a cancelled request still gets its refund. A refund that fails (storage down) is
@@ -24,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from PIL import Image
@@ -44,13 +49,18 @@ log = logging.getLogger(__name__)
 FAILED, BUSY, ABANDONED = 500, 503, 499
 
 
-@dataclass(frozen=True)
+@dataclass
 class Purchase:
-    """An image being paid for; `remaining` is the balance once it is charged."""
+    """Images being paid for, one place each; `remaining` is the balance once they are charged."""
 
     engine: Engine
-    place: Place
+    places: tuple[Place, ...]
     reservation: Reservation
+    made: bool = field(default=False, init=False)  # every image paid for was made
+
+    @property
+    def count(self) -> int:
+        return len(self.places)
 
     @property
     def charged(self) -> int:
@@ -61,42 +71,68 @@ class Purchase:
         return self.reservation.remaining
 
     async def generate(self, prompt: str, seed: int) -> Image.Image:
-        return await self.engine.generate(self.place, prompt, seed)
+        """The image of a purchase of one."""
+        (image,) = await self.generate_each(prompt, [seed])
+        return image
+
+    async def generate_each(self, prompt: str, seeds: Sequence[int]) -> list[Image.Image]:
+        """One image per seed, each in its own place, all at the same time. When one fails, the
+        others are given up and its error is raised. A purchase makes its images once."""
+        if self.made or len(seeds) != self.count:
+            raise ValueError(f"a purchase makes its {self.count} images once, one per seed")
+        try:
+            async with asyncio.TaskGroup() as group:
+                jobs = [group.create_task(self.engine.generate(place, prompt, seed))
+                        for place, seed in zip(self.places, seeds, strict=True)]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure, as a lone request would raise it
+        self.made = True
+        return [job.result() for job in jobs]
 
 
 class PaidGeneration:
     def __init__(self, db: Database, engine: Engine, cost: int, deadline_seconds: float, stale_after: timedelta,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, store_prompts: bool = True):
         self.db = db
+        self.store_prompts = store_prompts  # shown to the account's owner in its recent requests
         self.engine = engine
         self.metrics = metrics
-        self.cost = cost
+        self.cost = cost  # per image
         self.deadline_seconds = deadline_seconds
         self.stale_after = stale_after
         self._live: set[int] = set()  # request ids of reservations this process is serving
         self._unrefunded: dict[int, tuple[Reservation, int]] = {}  # refunds that failed, to retry
 
     @asynccontextmanager
-    async def image(self, account_id: int, api_key_id: int | None) -> AsyncIterator[Purchase]:
-        """Pay for the image made inside the block: charged if the block ends normally."""
+    async def image(self, account_id: int, api_key_id: int | None, count: int = 1,
+                    prompt: str | None = None) -> AsyncIterator[Purchase]:
+        """Pay for the `count` images made inside the block: charged, together, if the block
+        ends normally having made them all; otherwise nothing is."""
+        if count < 1:
+            raise ValueError("a purchase is of one image or more")
         try:
-            place = self.engine.admit()
+            places = self._admit(count)
         except ServerBusy:
             await asyncio.to_thread(credits.record_refusal, self.db, account_id, api_key_id, BUSY)
             raise
         try:
-            reservation = await asyncio.to_thread(credits.reserve, self.db, account_id, api_key_id, self.cost)
+            reservation = await asyncio.to_thread(credits.reserve, self.db, account_id, api_key_id, self.cost * count,
+                                                  prompt if self.store_prompts else None)
         except BaseException:
-            place.release()
+            _release(places)
             raise
         self._live.add(reservation.request_id)
+        purchase = Purchase(self.engine, places, reservation)
         try:
             try:
                 async with asyncio.timeout(self.deadline_seconds):
-                    yield Purchase(self.engine, place, reservation)
+                    yield purchase
             except TimeoutError:
+                what = "image was" if count == 1 else "images were"
                 raise GenerationTimedOut(
-                    f"The image was not ready within {self.deadline_seconds:g} seconds; try again shortly.") from None
+                    f"The {what} not ready within {self.deadline_seconds:g} seconds; try again shortly.") from None
+            if not purchase.made:
+                raise GenerationFailed("The images paid for were not all made; nothing was charged.")
             if not await asyncio.to_thread(credits.settle, self.db, reservation):
                 raise GenerationFailed("The reservation for this image expired; nothing was charged.")
             if self.metrics is not None:
@@ -107,8 +143,19 @@ class PaidGeneration:
                 raise  # cancellation (client gone, server stopping) included
             raise GenerationFailed(f"Image generation failed: {type(error).__name__}") from error
         finally:
-            place.release()
+            _release(places)
             self._live.discard(reservation.request_id)
+
+    def _admit(self, count: int) -> tuple[Place, ...]:
+        """`count` places in the queue, or QueueFull having kept none of them."""
+        places: list[Place] = []
+        try:
+            for _ in range(count):
+                places.append(self.engine.admit())
+        except BaseException:
+            _release(places)
+            raise
+        return tuple(places)
 
     async def _refund(self, reservation: Reservation, status: int) -> None:
         refund = asyncio.ensure_future(asyncio.to_thread(credits.refund, self.db, reservation, status))
@@ -152,6 +199,11 @@ class PaidGeneration:
                 await self.sweep()
             except Exception:
                 log.warning("could not sweep reservations (storage unavailable?); retrying")
+
+
+def _release(places: Sequence[Place]) -> None:
+    for place in places:
+        place.release()
 
 
 def _usage_status(error: BaseException) -> int:

@@ -3,7 +3,7 @@
 1. `start_checkout` asks Stripe (the official `stripe` library) for a Checkout Session for one
    pack, with the account id and the pack's credits in its metadata, and returns the URL of
    Stripe's payment page.
-2. The buyer pays there and Stripe sends them back to /account. That return grants nothing: a
+2. The buyer pays there and Stripe sends them back to /account/billing. That return grants nothing: a
    URL can be typed by anyone.
 3. Stripe posts `checkout.session.completed` to /webhooks/stripe. `handle_webhook` verifies its
    signature with the webhook secret and, once the session is paid, adds the credits through

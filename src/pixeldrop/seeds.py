@@ -34,3 +34,9 @@ def parse_seed(value: str | int | None) -> int:
     if not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}.")
     return value
+
+
+def consecutive_seeds(first: int, count: int) -> list[int]:
+    """The seeds of `count` images asked for with one seed: first, first + 1, ... (past MAX_SEED,
+    on from 0), so that image i of a request can be made again alone with seed first + i."""
+    return [(first + i) % (MAX_SEED + 1) for i in range(count)]

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = 64 * 1024
     max_prompt_chars: int = 1000
+    image_url_seconds: int = Field(
+        default=3600, ge=1, description="The OpenAI route's `response_format: url` images can be fetched this long."
+    )
 
     # Accounts and credits
     free_credits: int = Field(default=100, ge=0)
@@ -126,6 +129,27 @@ class Settings(BaseSettings):
         default=30, gt=0, description="How long a SQLite write waits for another's lock before answering 503."
     )
     demo_account: bool = Field(default=True, description="On an empty database, make a demo account and print its key.")
+    idempotency_hours: float = Field(
+        default=24, gt=0, description="An Idempotency-Key's first answer is replayed for this long; then the key "
+                                      "is forgotten and may run again (pixeldrop/idempotency.py)."
+    )
+
+    # Async jobs (/v1/jobs) and their webhooks (pixeldrop/jobs/)
+    run_jobs: bool = Field(
+        default=True, description="Generate queued jobs in this process; false: only accept and answer them "
+                                  "(other processes sharing the database run them)."
+    )
+    jobs_at_once: int = Field(default=2, ge=1, description="Jobs one process generates at a time.")
+    job_result_seconds: int = Field(
+        default=24 * 3600, ge=1, description="A job's image can be fetched this long after it is made; then 410."
+    )
+    webhook_retry_seconds: int = Field(
+        default=6 * 3600, ge=0, description="A webhook not answered with 2xx is retried, with back-off, this long."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs on private, loopback and link-local addresses (tests, "
+                                   "receivers inside your own network)."
+    )
 
     # Account pages (sign-up, keys, usage, playground)
     signups_open: bool = Field(
@@ -143,6 +167,16 @@ class Settings(BaseSettings):
     login_attempts_per_ip_per_minute: int = Field(
         default=30, ge=1, description="Sign-in and sign-up attempts per client IP."
     )
+    store_prompts: bool = Field(
+        default=True, description="Keep each request's prompt, shown only to its account (recent requests, the "
+                                  "playground's history); false stores none.",
+    )
+
+    # Mail (password resets, sign-up notices): disabled unless smtp_url is set
+    smtp_url: str | None = Field(
+        default=None, description="smtp://host:port (STARTTLS when offered) or smtps://user:pass@host:465.",
+    )
+    mail_from: str = Field(default="pixeldrop@localhost", description="The From address of pixeldrop's mail.")
 
     # Buying credits with Stripe Checkout: disabled unless both keys are set
     stripe_secret_key: str | None = None
@@ -160,6 +194,15 @@ class Settings(BaseSettings):
         if value is not None:
             _replica_range(value)
         return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if value:
+            from pixeldrop.mail import parse_smtp_url  # mail.py reads Settings: imported here, not at the top
+
+            parse_smtp_url(value)
+        return value or None
 
     @model_validator(mode="after")
     def _stale_reservations_outlive_requests(self) -> Settings:

@@ -20,6 +20,8 @@ under a Hypothesis deadline, no example database written; the module takes about
 Operations, and why each is in or out:
 - POST /text-to-image/v1: in, all checks. The `x-api-key` header that the schema declares gets a
   real key whenever the case sends one (a case that leaves it out still gets 401, which is checked).
+  A valid `Idempotency-Key` the case sends is replaced by a fresh one, so that every request runs and
+  is paid for once (the fuzzer repeats short keys; replays and reuse are tests/api/test_idempotency.py's).
   The prompt's `pattern` (one visible character) is the server's own rule, published, so the
   fuzzer's schema-valid prompts are all accepted (`test_a_prompt_the_schema_accepts_...`).
 - GET /healthz: in, all checks.
@@ -29,6 +31,9 @@ Operations, and why each is in or out:
   only right answer is 400; `positive_data_acceptance` is off for it because a signature is not
   something the schema can describe, so no schema-valid request exists for the fuzzer to make. What
   is checked: no 5xx, documented codes and types, and no credit granted (`test_the_books_...`).
+- POST /v1/jobs: in, all checks but `positive_data_acceptance` (a schema-valid webhook_url may
+  not resolve, or name a private address: a 400 no schema can describe). A job answered 202 is
+  waited for until the runner ends it, then counted like any delivered image.
 - Any operation published later: in, all checks.
 - The HTML pages (sign-up, sign-in, account, playground, buy) are not in the document
   (include_in_schema=False): their forms need a session and a CSRF token, so a fuzzer would only
@@ -37,7 +42,10 @@ Operations, and why each is in or out:
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -55,11 +63,14 @@ from sqlalchemy import func, select
 from pixeldrop.accounts import credits
 from pixeldrop.app import create_app
 from pixeldrop.settings import Settings
-from pixeldrop.storage import Database, ImageRequest, LedgerEntry
+from pixeldrop.storage import Database, ImageRequest, Job, LedgerEntry
 
 from ..api.test_money import live_server, new_account
+from ..server import wait_until
 
 URL = "/text-to-image/v1"
+OPENAI_URL = "/v1/images/generations"  # 1 to 4 images per request, paid together
+JOBS_URL = "/v1/jobs"  # paid at submit (reserved), charged when the runner makes the image
 PRICE = 2
 START_CREDITS = 1_000_000
 MAX_EXAMPLES = 60  # per operation and phase (the coverage phase adds its own deterministic cases)
@@ -83,6 +94,9 @@ schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.fro
 # `[[operations]]`: with a schema loaded this way, those entries widen `schema.include(...)` again.
 SKIPPED_CHECKS = {
     "POST /webhooks/stripe": [positive_data_acceptance],  # unsigned, so nothing the fuzzer sends is valid
+    # A schema-valid webhook_url (any URI) may name a host that does not resolve, or a private
+    # address: refused with 400 by a rule no schema can state (tests/jobs/test_webhooks.py has it).
+    "POST /v1/jobs": [positive_data_acceptance],
 }
 
 
@@ -102,6 +116,8 @@ class Books:
     account_id: int
     answers: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status)
     images_received: int = 0
+    paid_answers: int = 0  # answers that delivered images (an OpenAI-route answer may hold several)
+    jobs_made: int = 0  # of them, jobs: answered 202, their image made later by the runner
     session: requests.Session = field(default_factory=_loopback_session)
 
     def check(self, remaining: int | None = None) -> None:
@@ -117,12 +133,12 @@ class Books:
         balance = credits.balance(self.db, self.account_id)
         charged, refunded = states.get("charged", 0), states.get("refunded", 0)
         assert states.get("pending", 0) == 0, f"a reservation was left pending: {states}"
-        assert charged == self.images_received, \
-            f"{self.images_received} images received but {charged} charged ({states})"
+        assert charged == self.paid_answers, \
+            f"{self.paid_answers} answers with images received but {charged} charged ({states})"
         assert ledger == {"free": 1, **({"image": charged + refunded} if charged + refunded else {}),
                           **({"refund": refunded} if refunded else {})}, \
             f"one reservation row per image request, one refund row per refund: {ledger}, {states}"
-        assert total == balance == START_CREDITS - PRICE * charged, (total, balance, charged)
+        assert total == balance == START_CREDITS - PRICE * self.images_received, (total, balance, charged)
         if remaining is not None:
             assert remaining == balance, "x-remaining-credits is the balance once the image is charged"
 
@@ -130,7 +146,9 @@ class Books:
 @pytest.fixture(scope="module")
 def books(tmp_path_factory, tiny_model, tiny_generator):
     home = tmp_path_factory.mktemp("schema-probe")
-    settings = Settings(home=home, model=tiny_model, device="cpu", precision="fp32", warm_up=False, _env_file=None,
+    # No `model`, as in the published document's settings: the OpenAI route publishes the served model's
+    # name (pixeldrop-tiny here) and refuses any other. The tiny generator is handed to the app directly.
+    settings = Settings(home=home, device="cpu", precision="fp32", warm_up=False, _env_file=None,
                         rate_limit_per_minute=1_000_000,  # the fuzzer is one client; 429 is not under test
                         stripe_webhook_secret=WEBHOOK_SECRET, session_secret="schema-probe")
     db = Database.open(f"sqlite:///{home / 'pixeldrop.db'}")
@@ -142,10 +160,19 @@ def books(tmp_path_factory, tiny_model, tiny_generator):
     db.close()
 
 
+def _job_state(db: Database, public_id: str) -> str:
+    with db.session() as session:
+        return session.scalar(select(Job.status).where(Job.public_id == public_id))
+
+
 def call(case, books: Books):
     """Send the case with the real key where it sends one, and record and account for the answer."""
     if case.headers and "x-api-key" in case.headers:
         case.headers["x-api-key"] = books.key
+    if case.headers and "Authorization" in case.headers:  # the OpenAI routes' bearer scheme
+        case.headers["Authorization"] = f"Bearer {books.key}"
+    if case.headers and 1 <= len(case.headers.get("Idempotency-Key", "")) <= 255:  # a valid key: a fresh one
+        case.headers["Idempotency-Key"] = uuid.uuid4().hex
     response = case.call(base_url=books.url, session=books.session, timeout=REQUEST_TIMEOUT)
     books.answers.append((case.method.upper(), case.path, response.status_code))
     remaining = None
@@ -153,6 +180,23 @@ def call(case, books: Books):
         assert response.headers["content-type"][0].startswith("image/"), response.headers
         Image.open(io.BytesIO(response.content)).verify()  # the whole image arrived and decodes
         books.images_received += 1
+        books.paid_answers += 1
+        remaining = int(response.headers["x-remaining-credits"][0])
+    if case.method.upper() == "POST" and case.path == JOBS_URL and response.status_code == 202:
+        # Paid when made: wait for the job runner to end it, then count its image if it was made.
+        public_id = json.loads(response.content)["id"]
+        wait_until(lambda: _job_state(books.db, public_id) not in ("queued", "running"), "the fuzzed job to end")
+        if _job_state(books.db, public_id) == "succeeded":
+            books.images_received += 1
+            books.paid_answers += 1
+            books.jobs_made += 1
+    if case.method.upper() == "POST" and case.path == OPENAI_URL and response.status_code == 200:
+        for item in json.loads(response.content)["data"]:  # each image arrived and decodes
+            image = base64.b64decode(item["b64_json"]) if "b64_json" in item else books.session.get(
+                item["url"], headers={"Authorization": f"Bearer {books.key}"}, timeout=REQUEST_TIMEOUT).content
+            Image.open(io.BytesIO(image)).verify()
+            books.images_received += 1
+        books.paid_answers += 1
         remaining = int(response.headers["x-remaining-credits"][0])
     books.check(remaining)
     return response
@@ -215,10 +259,12 @@ def test_the_schema_refuses_the_prompts_the_server_refuses(books):
 
 def test_the_books_balance_after_all_that_traffic(books):
     """Runs last: the whole module's traffic, summed. Each answer was already checked as it came."""
-    images = sum(1 for method, path, status in books.answers if (method, path, status) == ("POST", URL, 200))
+    paid = sum(1 for method, path, status in books.answers if method == "POST" and path in (URL, OPENAI_URL)
+               and status == 200)
     if not books.answers:
         pytest.skip("nothing was sent: this test sums up the traffic of the tests above it in this module")
-    assert images == books.images_received
+    assert paid + books.jobs_made == books.paid_answers
+    images = books.images_received
     print(f"{images} images charged out of {len(books.answers)} requests;",
           f"statuses: {dict(Counter(status for _, _, status in books.answers))}")
     assert images >= 10, f"the fuzzer got only {images} images: the accounting above checked almost nothing"

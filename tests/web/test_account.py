@@ -24,12 +24,12 @@ def test_the_new_key_is_shown_once_and_works(client, sqlite_db):
     sign_up(client)
     key = create_key(client, "production")
     assert key.startswith("pd_") and accounts.verify_key(sqlite_db, key).name == "production"
-    page = client.get("/account").text
+    page = client.get("/account/keys").text
     assert key not in page and key[:11] in page and "production" in page
     answer = api_call(client, key)
     assert answer.status_code == 200 and answer.headers["x-remaining-credits"] == "98"
-    page = client.get("/account").text
-    assert balance(page) == 98
+    assert balance(client.get("/account").text) == 98
+    page = client.get("/account/keys").text
     row = re.search(rf'<tr data-prefix="{key[:11]}">.*?</tr>', page, re.S).group(0)
     assert "Active" in row and "never" not in row and "60/min" in row
 
@@ -39,7 +39,7 @@ def test_usage_shows_each_request_with_its_key_status_and_credits(client, sqlite
     key = create_key(client)
     assert api_call(client, key).status_code == 200
     assert client.post(API, headers={"x-api-key": key}, json={"prompt": "x"}).status_code == 400
-    page = client.get("/account").text
+    page = client.get("/account/usage").text
     usage = re.search(r'data-testid="usage">(.*?)</table>', page, re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", usage.split("<tbody>")[1], re.S)
     assert len(rows) == 2
@@ -47,7 +47,7 @@ def test_usage_shows_each_request_with_its_key_status_and_credits(client, sqlite
     assert key[:11] in rows[1] and ">200<" in rows[1] and re.search(r'class="num">2<', rows[1])
     # The chart has one bar, today's, of 2 credits.
     assert len(re.findall(r'class="bar"', page)) == 1 and 'class="bar-value">2<' in page
-    ledger = re.search(r'data-testid="ledger">(.*?)</table>', page, re.S).group(1)
+    ledger = re.search(r'data-testid="ledger">(.*?)</table>', client.get("/account/billing").text, re.S).group(1)
     assert "-2" in ledger and "+100" in ledger and "Free" in ledger
 
 
@@ -66,7 +66,8 @@ def test_pages_revoke_keys_by_prefix_and_refuse_a_whole_key_in_the_url(client, s
     """Access logs keep URLs: a page names a key by its prefix, and a whole key there revokes nothing."""
     sign_up(client)
     key = create_key(client)
-    assert f'action="/account/keys/{key[:11]}/revoke"' in client.get("/account").text
+    assert f'href="/account/keys/{key[:11]}/revoke"' in client.get("/account/keys").text
+    assert f'action="/account/keys/{key[:11]}/revoke"' in client.get(f"/account/keys/{key[:11]}/revoke").text
     answer = client.post(f"/account/keys/{key}/revoke", data={"csrf_token": csrf(client, "/account")},
                          follow_redirects=False)
     assert answer.status_code == 404 and answer.headers["content-type"].startswith("text/html")
@@ -74,11 +75,14 @@ def test_pages_revoke_keys_by_prefix_and_refuse_a_whole_key_in_the_url(client, s
     assert accounts.verify_key(sqlite_db, key).active
 
 
-def test_buying_is_disabled_without_stripe_keys_and_says_how_credits_are_added(client, sqlite_db):
+def test_without_stripe_customers_see_buying_is_not_available_and_no_operator_instructions(client, sqlite_db):
     sign_up(client)
-    page = client.get("/account").text
-    assert "Buying credits is disabled on this server." in page
-    assert "pixeldrop credits add alice@example.com" in page
+    for path in ("/account", "/account/keys", "/account/usage", "/account/billing", "/account/settings",
+                 "/playground"):
+        page = client.get(path).text
+        assert "pixeldrop credits" not in page and "Operators" not in page and "Stripe" not in page, path
+    page = client.get("/account/billing").text
+    assert "Buying credits is not available on this server." in page
     assert ">Buy<" not in page
     answer = client.post("/account/buy", data={"csrf_token": csrf(client, "/account"), "credits": "500"},
                          follow_redirects=False)
@@ -97,8 +101,7 @@ def test_the_playground_charges_like_the_api_and_shows_the_image(client, sqlite_
     assert 'data-testid="playground-balance">98<' in page.text
     account = accounts.get_account(sqlite_db, "alice@example.com")
     assert account.credits == 98
-    account_page = client.get("/account").text
-    assert balance(account_page) == 98 and "Playground" in account_page
+    assert balance(client.get("/account").text) == 98 and "Playground" in client.get("/account/usage").text
 
 
 def test_the_playground_refuses_empty_prompts_and_unknown_formats_for_free(client, sqlite_db):
@@ -157,13 +160,17 @@ def test_every_form_control_has_its_label(client):
     assert ">Sign up</button>" in signup
     assert ">Log in</button>" in client.get("/login").text
     sign_up(client)
-    account = client.get("/account").text
-    assert ">Create key</button>" in account and ">Log out</button>" in account
-    create_key(client)
-    assert ">Revoke</button>" in client.get("/account").text
+    keys = client.get("/account/keys").text
+    assert ">Create key</button>" in keys and ">Log out</button>" in keys
+    prefix = create_key(client)[:11]
+    assert ">Revoke</a>" in client.get("/account/keys").text
+    revoke = client.get(f"/account/keys/{prefix}/revoke").text
+    assert ">Revoke key</button>" in revoke and ">Cancel</a>" in revoke
+    settings = client.get("/account/settings").text
+    assert ">Change password</button>" in settings and ">Delete my account</button>" in settings
     playground = client.get("/playground").text
     assert '<label for="prompt">Prompt</label>' in playground and ">Generate</button>" in playground
-    for html in (signup, account, playground):
+    for html in (signup, keys, settings, playground, client.get("/forgot-password").text):
         for control in re.findall(r'<(?:input|textarea|select)[^>]*\bid="([^"]+)"', html):
             assert f'<label for="{control}">' in html, control
 

@@ -72,10 +72,14 @@ def test_cookie_is_secure_when_the_public_url_is_https(settings, sqlite_db, tiny
 
 
 def test_pages_need_a_session_and_send_visitors_to_login(client):
-    for path in ("/account", "/playground"):
+    for path in ("/account", "/account/keys", "/account/usage", "/account/billing", "/account/settings",
+                 "/playground"):
         answer = client.get(path, follow_redirects=False)
         assert answer.status_code == 303 and answer.headers["location"] == f"/login?next={path}"
-    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    landing = client.get("/", follow_redirects=False)  # visitors get the landing page
+    assert landing.status_code == 200
+    for link in ('href="/signup"', 'href="/login"', 'href="/docs"'):
+        assert link in landing.text
     sign_up(client)
     assert client.get("/", follow_redirects=False).headers["location"] == "/account"
     assert client.get("/login", follow_redirects=False).headers["location"] == "/account"

@@ -46,7 +46,7 @@ def post_event(client, payload: str, signature: str | None = None):
 
 def test_buy_creates_a_checkout_session_at_stripe_and_redirects_to_it(client, sqlite_db, stripe_fake):
     sign_up(client)
-    page = client.get("/account").text
+    page = client.get("/account/billing").text
     assert page.count(">Buy</button>") == 5 and "$9.00" in page and "50,000" in page
     answer = buy(client, "1000")
     assert answer.status_code == 303
@@ -62,10 +62,10 @@ def test_buy_creates_a_checkout_session_at_stripe_and_redirects_to_it(client, sq
     assert params["line_items[0][price_data][currency]"] == "usd"
     assert params["line_items[0][quantity]"] == "1"
     assert params["customer_email"] == "alice@example.com"
-    assert params["success_url"] == "http://testserver/account?purchase=success#buy"
-    assert params["cancel_url"] == "http://testserver/account?purchase=cancelled#buy"
+    assert params["success_url"] == "http://testserver/account/billing?purchase=success"
+    assert params["cancel_url"] == "http://testserver/account/billing?purchase=cancelled"
     # Coming back from Stripe grants nothing: only the webhook does.
-    back = client.get("/account?purchase=success")
+    back = client.get("/account/billing?purchase=success")
     assert "Your credits are added as soon as Stripe confirms" in back.text
     assert accounts.get_account(sqlite_db, "alice@example.com").credits == 100
 
@@ -76,7 +76,7 @@ def test_return_links_use_the_public_url_when_set(stripe_settings, sqlite_db, ti
     with running(stripe_settings, sqlite_db, tiny_generator, base_url="https://testserver") as client:
         sign_up(client)
         buy(client, "500")
-    assert stripe_fake.requests[0]["params"]["success_url"] == "https://images.example.com/account?purchase=success#buy"
+    assert stripe_fake.requests[0]["params"]["success_url"] == "https://images.example.com/account/billing?purchase=success"
 
 
 def test_unknown_pack_sizes_are_refused(client, stripe_fake):
@@ -109,7 +109,7 @@ def test_the_paid_webhook_adds_the_pack_once_even_when_replayed(client, sqlite_d
     assert account.credits == 5100
     [purchase] = [row for row in accounts.usage.ledger(sqlite_db, account.id) if row.reason == "purchase"]
     assert purchase.delta == 5000 and "cs_test_1" in purchase.note
-    assert "5,100" in client.get("/account").text
+    assert "5,100" in client.get("/account/billing").text
 
 
 @pytest.mark.parametrize("how", ["wrong secret", "tampered body", "no header", "garbage header", "stale timestamp"])

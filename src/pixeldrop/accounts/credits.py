@@ -8,7 +8,11 @@ The rules, all here:
   (`refund`); both are conditional on the request still being `pending`, so neither can happen
   twice;
 - a reservation left `pending` by a crashed process is refunded by `refund_stale`, which every
-  server runs at start-up and then periodically, skipping the reservations it is serving itself;
+  server runs at start-up and then periodically, skipping the reservations it is serving itself
+  and those a job owns (`Job.OWNS_RESERVATION`: queued, running or succeeded): a job waits in the
+  database as long as it must, and pixeldrop.jobs settles its reservation when it succeeds (or,
+  if its process died right then, at its next sweep); a failed or canceled job's reservation is
+  refunded by pixeldrop.jobs, or here if its process died first;
 - the operator adds credits with `add_credits` (reason "operator") and takes them away with
   `remove_credits` (reason "operator-remove"): all of the amount or nothing, never below zero.
 """
@@ -23,7 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pixeldrop.errors import AccountNotFound, InvalidInput, OutOfCredits
-from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, LedgerEntry, changed_rows, utcnow
+from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, Job, LedgerEntry, changed_rows, utcnow
 
 PENDING, CHARGED, REFUNDED, REFUSED = "pending", "charged", "refunded", "refused"
 
@@ -118,12 +122,17 @@ def remove_credits(db: Database, account_id: int, amount: int, note: str = "") -
         return new_balance
 
 
-def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) -> Reservation:
-    """Take `amount` credits for one image, or raise OutOfCredits and take nothing."""
+def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int,
+            prompt: str | None = None) -> Reservation:
+    """Take `amount` credits for one image, or raise OutOfCredits and take nothing.
+
+    `prompt` is kept on the request for its account's own usage page; None stores none.
+    """
     with db.session() as session:
         new_balance = _change_balance(session, account_id, -amount)
         if new_balance is not None:
-            request = ImageRequest(account_id=account_id, api_key_id=api_key_id, state=PENDING, credits=amount)
+            request = ImageRequest(account_id=account_id, api_key_id=api_key_id, state=PENDING, credits=amount,
+                                   prompt=prompt)
             session.add(request)
             session.flush()
             _ledger(session, account_id, -amount, new_balance, "image", request_id=request.id)
@@ -132,7 +141,7 @@ def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int) 
             return Reservation(request.id, account_id, amount, new_balance)
         current = _balance(session, account_id)
         session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
-                                 http_status=402, credits=0, finished_at=utcnow()))
+                                 http_status=402, credits=0, finished_at=utcnow(), prompt=prompt))
     raise OutOfCredits("Your account has no remaining credits.", remaining=current)
 
 
@@ -164,15 +173,18 @@ def _refund(session: Session, request_id: int, account_id: int, amount: int, htt
 
 
 def refund_stale(db: Database, older_than: timedelta, live: frozenset[int] = frozenset()) -> int:
-    """Refund reservations whose process died mid-generation, except the caller's `live` ones.
+    """Refund reservations whose process died mid-generation, except the caller's `live` ones
+    and those a job owns (queued, running, or succeeded and about to be settled).
 
     Returns how many were refunded.
     """
     cutoff: datetime = utcnow() - older_than
+    owned_by_a_job = (select(Job.id).where(Job.request_id == ImageRequest.id, Job.status.in_(Job.OWNS_RESERVATION))
+                      .exists())
     with db.session() as session:
         stale = session.execute(
             select(ImageRequest.id, ImageRequest.account_id, ImageRequest.credits)
-            .where(ImageRequest.state == PENDING, ImageRequest.created_at < cutoff)
+            .where(ImageRequest.state == PENDING, ImageRequest.created_at < cutoff, ~owned_by_a_job)
         ).all()
         return sum(_refund(session, rid, aid, amount, 500) is not None
                    for rid, aid, amount in stale if rid not in live)

@@ -24,10 +24,10 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from pixeldrop.errors import AccountNotFound, InvalidCredentials, InvalidInput
-from pixeldrop.storage import Account, BrowserSession, Database, utcnow
+from pixeldrop.storage import Account, BrowserSession, Database, changed_rows, utcnow
 
 from .accounts import AccountInfo, account_info, create_account, normalise_email
 
@@ -85,7 +85,10 @@ def sign_up(db: Database, email: str, password: str, free_credits: int) -> Accou
 
 
 def set_password(db: Database, email: str, password: str) -> AccountInfo:
-    """Give an account a (new) password, and end every session it had."""
+    """Give an account a (new) password, and end every session it had (the operator's command).
+
+    An account its owner deleted opens again: its keys stay revoked.
+    """
     password_hash = hash_password(password)
     address = normalise_email(email)
     with db.session() as session:
@@ -93,9 +96,41 @@ def set_password(db: Database, email: str, password: str) -> AccountInfo:
         if account is None:
             raise AccountNotFound(f"No account for {address}.")
         account.password_hash = password_hash
+        account.deleted_at = None
         session.execute(delete(BrowserSession).where(BrowserSession.account_id == account.id))
         session.flush()
         return account_info(account)
+
+
+def check_password(db: Database, account_id: int, password: str) -> str:
+    """The account's hash, if `password` is its password now; InvalidCredentials otherwise (the
+    signed-in owner confirming a change: their password, not a session, says it is them)."""
+    with db.session() as session:
+        stored = session.scalar(select(Account.password_hash).where(Account.id == account_id))
+    try:
+        _hasher.verify(stored or _dummy_hash(), password[:MAX_LENGTH])
+    except (VerificationError, InvalidHashError):
+        raise InvalidCredentials("The current password is not right.") from None
+    if stored is None:
+        raise InvalidCredentials("The current password is not right.")
+    return stored
+
+
+def change_password(db: Database, account_id: int, current: str, new: str, keep_session: str) -> None:
+    """The owner's change: `current` must be the password now (InvalidCredentials otherwise).
+
+    Every other session of the account ends; the one whose token is `keep_session` (the
+    browser making the change) goes on.
+    """
+    new_hash = hash_password(new)
+    stored = check_password(db, account_id, current)
+    with db.session() as session:
+        account = session.scalar(select(Account).where(Account.id == account_id).with_for_update())
+        if account is None or account.password_hash != stored:
+            raise InvalidCredentials("The password was changed meanwhile; log in again.")
+        account.password_hash = new_hash
+        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account_id,
+                                                     BrowserSession.token_hash != _token_hash(keep_session)))
 
 
 def authenticate(db: Database, email: str, password: str) -> SignedIn:
@@ -164,3 +199,24 @@ def end_session(db: Database, token: str) -> None:
     """Sign the session out: its token is refused from now on, by every server."""
     with db.session() as session:
         session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _token_hash(token)))
+
+
+def keep_flash(db: Database, token: str, sealed: str) -> None:
+    """Keep a message (already sealed by the caller) on the session for its next page."""
+    with db.session() as session:
+        session.execute(update(BrowserSession).where(BrowserSession.token_hash == _token_hash(token))
+                        .values(flash=sealed))
+
+
+def take_flash(db: Database, token: str) -> str | None:
+    """The session's message, read and cleared: of two pages asking at once, only one gets it
+    (the clearing is conditional on the message read)."""
+    token_hash = _token_hash(token)
+    with db.session() as session:
+        sealed = session.scalar(select(BrowserSession.flash).where(BrowserSession.token_hash == token_hash))
+        if sealed is None:
+            return None
+        taken = changed_rows(session, update(BrowserSession).where(BrowserSession.token_hash == token_hash,
+                                                                   BrowserSession.flash == sealed)
+                             .values(flash=None))
+        return sealed if taken == 1 else None

@@ -22,6 +22,7 @@ class RequestRow:
     state: str
     http_status: int | None
     credits: int
+    prompt: str | None  # None: not stored (the operator's choice) or refused before it was read
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,14 @@ def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[Requ
     with db.session() as session:
         rows = session.execute(
             select(ImageRequest.created_at, ApiKey.prefix, ImageRequest.state, ImageRequest.http_status,
-                   ImageRequest.credits)
+                   ImageRequest.credits, ImageRequest.prompt)
             .outerjoin(ApiKey, ApiKey.id == ImageRequest.api_key_id)
             .where(ImageRequest.account_id == account_id)
             .order_by(ImageRequest.id.desc())
             .limit(limit)
         ).all()
-    return [RequestRow(_utc(created), prefix, state, status, credits)
-            for created, prefix, state, status, credits in rows]
+    return [RequestRow(_utc(created), prefix, state, status, credits, prompt)
+            for created, prefix, state, status, credits, prompt in rows]
 
 
 def _utc_day(db: Database, column):

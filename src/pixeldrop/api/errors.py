@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from pixeldrop import errors
 from pixeldrop.http.statuses import headers_for, json_error, status_for
@@ -17,16 +18,34 @@ from pixeldrop.http.statuses import headers_for, json_error, status_for
 log = logging.getLogger(__name__)
 
 
+def error_response(error: errors.PixeldropError) -> JSONResponse:
+    """A domain error as the ClipDrop API answers it (also what an Idempotency-Key replays)."""
+    return json_error(status_for(error), error.message, headers_for(error))
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route takes at this path. Starlette's 405 names only the first route that
+    matches the path, and FastAPI makes one route per method (GET and DELETE /v1/jobs/{id})."""
+    return [method for method in METHODS
+            if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in app.router.routes)]
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.PixeldropError)
     async def _domain(_request: Request, error: errors.PixeldropError) -> JSONResponse:
-        return json_error(status_for(error), error.message, headers_for(error))
+        return error_response(error)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         messages = {404: "Not found.", 405: "Method not allowed."}
         message = messages.get(error.status_code, str(error.detail))
-        return json_error(error.status_code, message, getattr(error, "headers", None))
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return json_error(error.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONResponse:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import secrets
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,27 +12,46 @@ from starlette.concurrency import run_in_threadpool
 from pixeldrop.accounts import credits
 from pixeldrop.errors import PixeldropError
 from pixeldrop.generation.formats import FORMATS
+from pixeldrop.generation.metadata import image_parameters, public_model_name
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
+from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
+from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
 from pixeldrop.http.services import ServicesDep
 from pixeldrop.http.statuses import status_for
 from pixeldrop.paid_generation import Purchase
 from pixeldrop.prompts import VISIBLE_CHARACTER
+from pixeldrop.seeds import MAX_SEED, parse_seed
 
 from .deps import ApiKeyDep
-from .forms import parse_prompt
+from .errors import error_response
+from .forms import parse_form
 from .negotiation import choose_format
 
 router = APIRouter()
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()}, "description": "A 512x512 image."},
+    200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()}, "description": "A 512x512 image.",
+          "headers": {"seed": {"description": "The seed the image was made with: send it to make the image again.",
+                               "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED}},
+                      REPLAYED: OPENAPI_REPLAYED_HEADER}},
     **{code: {"description": text, "content": {"application/json": {"example": {"error": text}}}}
        for code, text in [(400, "Malformed request"), (401, "Missing API key"), (402, "No remaining credits"),
                           (403, "Invalid or revoked API key"), (406, "Accept header not acceptable"),
-                          (408, "Body not received in time"), (413, "Body too large"), (429, "Rate limited"),
-                          (431, "Too many headers"), (500, "Generation failed"),
+                          (408, "Body not received in time"),
+                          (409, "A request with this Idempotency-Key is still being answered"),
+                          (413, "Body too large"),
+                          (422, "This Idempotency-Key was already used for a different request"),
+                          (429, "Rate limited"), (431, "Too many headers"), (500, "Generation failed"),
                           (503, "Busy: queue full, deadline passed or storage unavailable")]},
+}
+FORM_SCHEMA = {
+    "type": "object", "required": ["prompt"],
+    "properties": {
+        "prompt": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": VISIBLE_CHARACTER},
+        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
+                 "description": "Fixes the image: the same prompt and seed give the same image. Random if left out."},
+    },
 }
 
 
@@ -46,14 +63,11 @@ IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                media: {"schema": {"type": "object", "required": ["prompt"],
-                                   "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": 1000,
-                                                             "pattern": VISIBLE_CHARACTER}}}}
-                for media in ("multipart/form-data", "application/x-www-form-urlencoded")
-            },
+            "content": {media: {"schema": FORM_SCHEMA} for media in ("multipart/form-data",
+                                                                      "application/x-www-form-urlencoded")},
         },
-        "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}}],
+        "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}},
+                       IDEMPOTENCY_PARAMETER],
     },
 )
 async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep) -> Response:
@@ -62,31 +76,38 @@ async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep)
         quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
         fmt = choose_format(request.headers.get("accept"), settings.default_format)
         body = await read_body(request, settings.max_body_bytes)
-        prompt = parse_prompt(request.headers.get("content-type"), body, settings.max_prompt_chars)
+        form = parse_form(request.headers.get("content-type"), body, settings.max_prompt_chars)
+        retry_key = idempotency_key(request)
     except PixeldropError as error:
         await run_in_threadpool(credits.record_refusal, services.db, key.account_id, key.id, status_for(error))
         raise
 
-    seed = secrets.randbits(31)
+    prompt, seed = form.prompt, parse_seed(form.seed)
+    parameters = image_parameters(prompt, seed, services.engine.describe()) if settings.image_metadata else None
 
     async def paid_image() -> tuple[bytes, Purchase]:
-        async with services.paid.image(key.account_id, key.id) as purchase:
+        async with services.paid.image(key.account_id, key.id, prompt=prompt) as purchase:
             image = await purchase.generate(prompt, seed)
             # Encoded before the block ends: an image that cannot be delivered is not charged.
-            return await run_in_threadpool(FORMATS[fmt].encode, image, settings.jpeg_quality), purchase
+            return await run_in_threadpool(FORMATS[fmt].encode, image, settings.jpeg_quality, parameters), purchase
 
-    image_bytes, paid = await until_disconnected(request, paid_image())
-    return Response(
-        content=image_bytes,
-        media_type=FORMATS[fmt].media_type,
-        headers={
-            "x-remaining-credits": str(paid.remaining),
-            "x-credits-consumed": str(paid.charged),
-            "RateLimit-Limit": str(quota.limit),
-            "RateLimit-Remaining": str(quota.remaining),
-            "RateLimit-Reset": str(quota.reset_after),
-        },
-    )
+    async def answer() -> Response:
+        image_bytes, paid = await until_disconnected(request, paid_image())
+        return Response(
+            content=image_bytes,
+            media_type=FORMATS[fmt].media_type,
+            headers={
+                "x-remaining-credits": str(paid.remaining),
+                "x-credits-consumed": str(paid.charged),
+                "RateLimit-Limit": str(quota.limit),
+                "RateLimit-Remaining": str(quota.remaining),
+                "RateLimit-Reset": str(quota.reset_after),
+                "seed": str(seed),
+            },
+        )
+
+    asked = {"prompt": prompt, "seed": form.seed, "format": fmt}
+    return await idempotent(request, key.account_id, retry_key, asked, answer, error_response)
 
 
 def _is_operator(request: Request, token: str | None) -> bool:
@@ -100,9 +121,7 @@ def _is_operator(request: Request, token: str | None) -> bool:
 def _public(model: dict) -> dict:
     """The model's details for anyone: a local folder by its name, not by where it is on the server."""
     where = model.get("model")
-    if isinstance(where, str) and Path(where).is_dir():
-        return {**model, "model": Path(where).name}
-    return model
+    return {**model, "model": public_model_name(where)} if isinstance(where, str) else model
 
 
 # Monitors probe with HEAD. Registered after GET, so that a 405 lists GET (the first route that

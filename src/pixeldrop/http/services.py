@@ -1,6 +1,6 @@
 """What the routes need, built once per app: settings, database, limiter, generation engine, paid
-path, metrics. Endpoints take them as a typed dependency (`services: ServicesDep`); helpers that already
-hold the request use `Services.of(request)`, the same accessor."""
+path, metrics, job runner. Endpoints take them as a typed dependency (`services: ServicesDep`);
+helpers that already hold the request use `Services.of(request)`, the same accessor."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import Depends
 from starlette.requests import Request
 
 from pixeldrop.generation import Engine
+from pixeldrop.jobs import JobRunner
 from pixeldrop.metrics import Metrics
 from pixeldrop.paid_generation import PaidGeneration
 from pixeldrop.ratelimit import RateLimiter
@@ -26,6 +27,7 @@ class Services:
     engine: Engine
     paid: PaidGeneration
     metrics: Metrics
+    jobs: JobRunner
 
     @staticmethod
     def of(request: Request) -> Services:

@@ -2,7 +2,8 @@
 
 `status_for` looks an error's class up along its MRO, so a subclass answers as its nearest
 listed ancestor (every ServerBusy is a 503) unless it is listed itself. Each surface renders
-the error in its own shape (the ClipDrop API as `{"error": "..."}`, pages as pages); what
+the error in its own shape (the ClipDrop API as `{"error": "..."}`, the OpenAI-compatible
+routes as OpenAI's `{"error": {"message", "type", "param", "code"}}`, pages as pages); what
 answers before any route is known (server limits) uses `json_error`, the ClipDrop shape.
 """
 
@@ -22,10 +23,16 @@ STATUS: dict[type[errors.PixeldropError], int] = {
     errors.InvalidApiKey: 403,
     errors.AccountNotFound: 404,
     errors.KeyNotFound: 404,
+    errors.ImageNotFound: 404,
+    errors.JobNotFound: 404,
     errors.NotAcceptable: 406,
     errors.BodyTimeout: 408,
     errors.AccountExists: 409,
+    errors.IdempotentRequestInProgress: 409,
+    errors.JobStateConflict: 409,
+    errors.JobResultExpired: 410,
     errors.BodyTooLarge: 413,
+    errors.IdempotencyKeyReused: 422,
     errors.RateLimited: 429,
     errors.TooManyHeaders: 431,
     errors.ClientGone: 499,  # nginx's code: nobody reads it, the usage table shows it
@@ -36,8 +43,13 @@ STATUS: dict[type[errors.PixeldropError], int] = {
 }
 
 
-def status_for(error: errors.PixeldropError) -> int:
-    return next((STATUS[cls] for cls in type(error).__mro__ if cls in STATUS), 500)
+# OpenAI's API answers a key it cannot use with 401 (its clients raise AuthenticationError);
+# the OpenAI-compatible routes (api/openai.py) follow it there. ClipDrop's answer is 403.
+OPENAI_STATUS: dict[type[errors.PixeldropError], int] = {**STATUS, errors.InvalidApiKey: 401}
+
+
+def status_for(error: errors.PixeldropError, table: dict[type[errors.PixeldropError], int] = STATUS) -> int:
+    return next((table[cls] for cls in type(error).__mro__ if cls in table), 500)
 
 
 def headers_for(error: errors.PixeldropError) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The account pages and the playground, served by `pixeldrop serve` beside the API.
 
 `install` adds them to the API's app: the session secret, the static files, the page routers
-(whose errors are pages) and Stripe's webhook (whose errors are JSON, like the API's).
+(whose errors are pages), the API docs with their own assets (docs.py) and Stripe's webhook
+(whose errors are JSON, like the API's).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from starlette.types import Scope
 from pixeldrop.accounts import passwords
 from pixeldrop.settings import Settings
 
-from . import account, auth, billing, playground, sessions
+from . import account, auth, billing, docs, keys, playground, profile, recovery, sessions
 from .pages import HERE, SECURITY_HEADERS
 
 __all__ = ["install"]
@@ -34,6 +35,8 @@ class _StaticFiles(StaticFiles):
 def install(app: FastAPI, settings: Settings) -> None:
     sessions.install(app, settings)
     app.mount("/static", _StaticFiles(directory=HERE / "static"), name="static")
-    for router in (auth.router, account.router, billing.pages, playground.router, billing.webhooks):
+    for router in (auth.router, recovery.router, account.router, keys.router, billing.pages, profile.router,
+                   playground.router, billing.webhooks):
         app.include_router(router)
+    docs.install(app)
     passwords.warm_up()

@@ -1,89 +1,64 @@
-"""The account page: balance, API keys (create, revoke), usage, the ledger, and credit packs."""
+"""The signed-in account's overview and usage pages.
+
+The overview is where a new user starts: the balance, a quickstart with this server's own base
+URL and a curl command for the ClipDrop route, and links to the other account pages (API keys in
+keys.py, billing in billing.py, settings in profile.py). The usage page shows the chart of
+credits spent per day and the last requests, with their prompts: only the account's own, and
+only when the operator stores prompts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
-from pixeldrop import accounts, payments
-from pixeldrop.accounts import AccountInfo, KeyInfo, NewKey, usage
-from pixeldrop.accounts.keys import revoke_own_key
+from pixeldrop import accounts
+from pixeldrop.accounts import AccountInfo, usage
 from pixeldrop.http.services import Services
-from pixeldrop.storage import Database
+from pixeldrop.jobs import webhooks
 
-from .pages import PageRoute, render
-from .sessions import current_account, require_csrf
+from .pages import PageRoute, base_url, render
+from .sessions import current_account
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 CHART_DAYS = 14
+EXAMPLE_PROMPT = "a red apple"  # one the default model draws well (its model card says what it can draw)
 NOTICES = {
     "welcome": "Welcome to pixeldrop! Create an API key to start, or try the playground.",
-    "revoked": "The key was revoked. Requests made with it are now refused.",
-    "success": "Thank you! Your credits are added as soon as Stripe confirms the payment, usually within seconds.",
-    "cancelled": "Checkout was cancelled; nothing was charged.",
 }
 
 
-@dataclass(frozen=True)
-class Overview:
-    account: AccountInfo
-    keys: list[KeyInfo]
-    requests: list[usage.RequestRow]
-    days: list[usage.DaySpend]
-    ledger: list[usage.LedgerRow]
-
-
-def _overview(db: Database, account_id: int) -> Overview:
-    account = accounts.get_account_by_id(db, account_id)
-    return Overview(account, accounts.list_keys(db, account.email), usage.recent_requests(db, account.id),
-                    usage.credits_spent_per_day(db, account.id, CHART_DAYS), usage.ledger(db, account.id))
-
-
-def _notice(request: Request) -> str | None:
-    query = request.query_params
-    for name in ("welcome", "revoked"):
-        if name in query:
-            return NOTICES[name]
-    return NOTICES.get(query.get("purchase", ""))
-
-
-async def _page(request: Request, account: AccountInfo, new_key: NewKey | None = None, status_code: int = 200,
-                error: str | None = None) -> Response:
-    services = Services.of(request)
-    overview = await run_in_threadpool(_overview, services.db, account.id)
-    peak = max((day.credits for day in overview.days), default=0)
-    return render(
-        request, "account.html", status_code=status_code, account=overview.account, overview=overview,
-        new_key=new_key, notice=None if new_key or error else _notice(request), error=error, chart_peak=peak,
-        spent=sum(day.credits for day in overview.days), active_keys=sum(key.active for key in overview.keys),
-        default_rate_limit=services.settings.rate_limit_per_minute,
-        credits_per_image=services.settings.credits_per_image,
-        packs=payments.packs(services.settings), buying=payments.enabled(services.settings),
-    )
+def _spent(days: list[usage.DaySpend]) -> int:
+    return sum(day.credits for day in days)
 
 
 @router.get("/account")
 async def account_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
-    return await _page(request, account)
+    services = Services.of(request)
+    db = services.db
+    fresh = await run_in_threadpool(accounts.get_account_by_id, db, account.id)
+    days = await run_in_threadpool(usage.credits_spent_per_day, db, account.id, CHART_DAYS)
+    keys = await run_in_threadpool(accounts.list_keys, db, account.email)
+    return render(
+        request, "account.html", account=fresh, active_tab="overview",
+        notice=NOTICES["welcome"] if "welcome" in request.query_params else None,
+        spent=_spent(days), days=len(days), active_keys=sum(key.active for key in keys),
+        credits_per_image=services.settings.credits_per_image,
+        default_rate_limit=services.settings.rate_limit_per_minute,
+        base_url=base_url(request), example_prompt=EXAMPLE_PROMPT,
+        webhook_secret=await run_in_threadpool(webhooks.account_secret, db, account.id),  # the jobs' webhooks
+    )
 
 
-@router.post("/account/keys", dependencies=[Depends(require_csrf)])
-async def create_key(request: Request, account: Annotated[AccountInfo, Depends(current_account)],
-                     name: Annotated[str, Form()] = "") -> Response:
-    """Answered with the page itself, not a redirect: the full key exists only in this answer."""
-    new = await run_in_threadpool(accounts.create_key, Services.of(request).db, account.email, name=name)
-    return await _page(request, account, new_key=new)
-
-
-@router.post("/account/keys/{prefix}/revoke", dependencies=[Depends(require_csrf)])
-async def revoke_key(request: Request, prefix: str,
-                     account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
-    """Only the signed-in account's own keys, by prefix only: another account's prefix, or a
-    whole key in the URL (access logs keep URLs), is not found (404)."""
-    await run_in_threadpool(revoke_own_key, Services.of(request).db, prefix, account.id)
-    return RedirectResponse("/account?revoked=1#keys", status_code=303)
+@router.get("/account/usage")
+async def usage_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
+    services = Services.of(request)
+    days = await run_in_threadpool(usage.credits_spent_per_day, services.db, account.id, CHART_DAYS)
+    requests = await run_in_threadpool(usage.recent_requests, services.db, account.id)
+    return render(request, "usage.html", active_tab="usage", days=days, requests=requests, spent=_spent(days),
+                  chart_peak=max((day.credits for day in days), default=0),
+                  store_prompts=services.settings.store_prompts)

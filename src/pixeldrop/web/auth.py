@@ -8,7 +8,11 @@ letter) gets a count of its own. An unknown email and a wrong password get the s
 
 Signing up does not tell whether the email already had an account: a new address and a taken
 one get the same answer, a redirect to the sign-in page, and neither is signed in; a taken
-account is left as it was.
+account is left as it was. Where the operator set up mail, the taken address's owner is told by
+mail (sent after the answer, mailing.py), with links to log in or reset the password.
+
+Visitors who are not signed in find a landing page at `/`: what the service is, sign-up, log-in
+and the API docs.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from pixeldrop import accounts
-from pixeldrop.accounts import AccountInfo, passwords
+from pixeldrop import accounts, mail
+from pixeldrop.accounts import AccountInfo, passwords, resets
 from pixeldrop.errors import AccountExists, InvalidCredentials, InvalidInput, RateLimited
 from pixeldrop.http.services import Services
 
-from .pages import PageRoute, render, retry_headers, safe_next
+from . import mailing
+from .pages import PageRoute, base_url, render, retry_headers, safe_next
 from .sessions import optional_account, require_csrf, sign_in, sign_out
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -45,7 +50,7 @@ def _address(email: str) -> str | None:
         return None
 
 
-def _throttle(request: Request, email: str | None = None) -> None:
+def throttle(request: Request, email: str | None = None) -> None:
     """Count one attempt for the client's IP (and the email); RateLimited past the settings' limits."""
     services = Services.of(request)
     address = None if email is None else _address(email)
@@ -59,8 +64,12 @@ def _throttle(request: Request, email: str | None = None) -> None:
 
 
 @router.get("/")
-async def home(account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
-    return RedirectResponse("/account" if account else "/login", status_code=303)
+async def home(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)]) -> Response:
+    if account is not None:
+        return RedirectResponse("/account", status_code=303)
+    settings = Services.of(request).settings
+    return render(request, "landing.html", free_credits=settings.free_credits,
+                  credits_per_image=settings.credits_per_image, deleted="deleted" in request.query_params)
 
 
 def _signups_closed(request: Request) -> Response:
@@ -83,25 +92,33 @@ async def signup(request: Request, email: Annotated[str, Form()] = "",
     services = Services.of(request)
     if not services.settings.signups_open:
         return _signups_closed(request)
+    taken = None
     try:
-        _throttle(request)
+        throttle(request)
         await run_in_threadpool(passwords.sign_up, services.db, email, password, services.settings.free_credits)
     except AccountExists:
-        pass  # answered as a new account is: whether an address has an account is not told here
+        # Answered as a new account is: whether an address has an account is told only to its owner.
+        if mail.enabled(services.settings):
+            taken = await run_in_threadpool(resets.live_account, services.db, email)
     except (InvalidInput, RateLimited) as error:
         status = 429 if isinstance(error, RateLimited) else 400
         headers = retry_headers(error) if isinstance(error, RateLimited) else None
         return render(request, "signup.html", status_code=status, headers=headers, error=error.message, email=email,
                       free_credits=services.settings.free_credits)
-    return RedirectResponse(SIGNED_UP, status_code=303)
+    answer = RedirectResponse(SIGNED_UP, status_code=303)
+    if taken is not None:
+        mailing.signup_attempt(answer, services.settings, taken.email, base_url(request))
+    return answer
 
 
 @router.get("/login")
 async def login_page(request: Request, account: Annotated[AccountInfo | None, Depends(optional_account)],
-                     next: str = "/account", signed_out: bool = False, signed_up: bool = False) -> Response:
+                     next: str = "/account", signed_out: bool = False, signed_up: bool = False,
+                     reset: bool = False) -> Response:
     if account is not None:
         return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "login.html", next=safe_next(next), signed_out=signed_out, signed_up=signed_up)
+    return render(request, "login.html", next=safe_next(next), signed_out=signed_out, signed_up=signed_up,
+                  reset=reset)
 
 
 @router.post("/login", dependencies=[Depends(require_csrf)])
@@ -109,7 +126,7 @@ async def login(request: Request, email: Annotated[str, Form()] = "", password: 
                 next: Annotated[str, Form()] = "/account") -> Response:
     services = Services.of(request)
     try:
-        _throttle(request, email)
+        throttle(request, email)
         signed_in = await run_in_threadpool(passwords.authenticate, services.db, email, password)
     except (InvalidCredentials, RateLimited) as error:
         status = 429 if isinstance(error, RateLimited) else 401

@@ -1,7 +1,11 @@
-"""Buying credit packs: the Buy button's redirect to Stripe Checkout, and Stripe's webhook.
+"""The billing page (balance, credit packs, the ledger), the Buy button's redirect to Stripe
+Checkout, and Stripe's webhook.
 
-The Stripe calls themselves are in `pixeldrop.payments`. The webhook is for Stripe's servers,
-not a browser, so it is a plain API route: its errors are JSON, from api/errors.py.
+Where the operator has not connected Stripe, the page says only that buying is not available on
+this server: how an operator adds credits or connects Stripe is in the README, not on a
+customer's page. The Stripe calls themselves are in `pixeldrop.payments`. The webhook is for
+Stripe's servers, not a browser, so it is a plain API route: its errors are JSON, from
+api/errors.py.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from pixeldrop import payments
-from pixeldrop.accounts import AccountInfo
+from pixeldrop import accounts, payments
+from pixeldrop.accounts import AccountInfo, usage
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.services import Services
 
-from .pages import PageRoute
+from .pages import PageRoute, base_url, render
 from .sessions import current_account, require_csrf
 
 pages = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -27,19 +31,32 @@ webhooks = APIRouter()
 WEBHOOK_BODY_LIMIT = 1024 * 1024  # Stripe's events are a few kilobytes
 
 
-def _base_url(request: Request) -> str:
-    """Where Stripe sends the buyer back: the configured public URL, else the one they came by."""
-    configured = Services.of(request).settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
+PURCHASE_NOTICES = {
+    "success": "Thank you! Your credits are added as soon as Stripe confirms the payment, usually within seconds.",
+    "cancelled": "Checkout was cancelled; nothing was charged.",
+}
+
+
+@pages.get("/account/billing")
+async def billing_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
+    settings = Services.of(request).settings
+    db = Services.of(request).db
+    fresh = await run_in_threadpool(accounts.get_account_by_id, db, account.id)
+    ledger = await run_in_threadpool(usage.ledger, db, account.id)
+    return render(request, "billing.html", account=fresh, active_tab="billing", ledger=ledger,
+                  notice=PURCHASE_NOTICES.get(request.query_params.get("purchase", "")),
+                  packs=payments.packs(settings), buying=payments.enabled(settings),
+                  credits_per_image=settings.credits_per_image)
 
 
 @pages.post("/account/buy", dependencies=[Depends(require_csrf)])
 async def buy(request: Request, account: Annotated[AccountInfo, Depends(current_account)],
               credits: Annotated[int, Form()]) -> Response:
     """Off to Stripe's payment page. Nothing is credited here, nor on the way back."""
-    base = _base_url(request)
+    base = base_url(request)
     url = await run_in_threadpool(payments.start_checkout, Services.of(request).settings, account, credits,
-                                  f"{base}/account?purchase=success#buy", f"{base}/account?purchase=cancelled#buy")
+                                  f"{base}/account/billing?purchase=success",
+                                  f"{base}/account/billing?purchase=cancelled")
     return RedirectResponse(url, status_code=303)
 
 

@@ -10,17 +10,26 @@ is HttpOnly, SameSite=Lax, and Secure when the public URL is https.
 CSRF tokens are not stored anywhere: a form's token is an HMAC of the cookie's token under the
 session secret (a "signed double-submit" token). It is the same on every server that shares the
 secret, changes with every sign-in, and does not reveal the cookie.
+
+Every successful form POST answers with a redirect (POST-redirect-GET), so that reloading the
+page that follows sends nothing again. What that page must show once, a new API key, travels
+as the session's flash: kept on the session's row, encrypted (Fernet) under a key derived from
+the cookie's token, which the database does not hold, so a copy of the table reveals no key;
+taken (read and cleared) by the first page that asks, and unreadable after `FLASH_SECONDS`.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
 from pathlib import Path
 
+from cryptography.fernet import Fernet, InvalidToken
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -33,6 +42,7 @@ COOKIE = "pixeldrop_session"
 MAX_AGE = int(passwords.SESSION_LIFETIME.total_seconds())
 CSRF_FIELD = "csrf_token"
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
+FLASH_SECONDS = 300
 
 
 class NotSignedIn(Exception):
@@ -125,6 +135,14 @@ async def require_csrf(request: Request) -> None:
         raise CsrfFailed()
 
 
+def session_token(request: Request) -> str:
+    """The signed-in browser's own token (to keep its session when the others end)."""
+    token = _token(request)
+    if token is None:
+        raise NotSignedIn()
+    return token
+
+
 def sign_in(request: Request, signed_in: passwords.SignedIn) -> None:
     """The browser gets the new session's token; nothing it held before carries over."""
     _send(request, signed_in.token)
@@ -154,3 +172,28 @@ async def optional_account(request: Request) -> AccountInfo | None:
         return await current_account(request)
     except NotSignedIn:
         return None
+
+
+def _sealer(token: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(hmac.new(token.encode(), b"pixeldrop flash", hashlib.sha256).digest()))
+
+
+async def flash(request: Request, **message: str) -> None:
+    """Keep `message` for the signed-in browser's next page (which `take_flash` gives it to)."""
+    token = _token(request)
+    if token is None:
+        raise NotSignedIn()
+    sealed = _sealer(token).encrypt(json.dumps(message).encode()).decode()
+    await run_in_threadpool(passwords.keep_flash, Services.of(request).db, token, sealed)
+
+
+async def take_flash(request: Request) -> dict[str, str]:
+    """The message kept for this page, once: a reload, another tab or a late arrival gets {}."""
+    token = _token(request)
+    sealed = None if token is None else await run_in_threadpool(passwords.take_flash, Services.of(request).db, token)
+    if token is None or sealed is None:
+        return {}
+    try:
+        return json.loads(_sealer(token).decrypt(sealed.encode(), ttl=FLASH_SECONDS))
+    except InvalidToken:
+        return {}

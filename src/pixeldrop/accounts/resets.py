@@ -1,0 +1,88 @@
+"""Password resets by e-mail: single-use links that expire.
+
+`start` makes a token for a live account's address (256 random bits; the database keeps only its
+SHA-256, like sessions' tokens) valid for `LIFETIME`, for the caller to mail; an address with no
+account, or a deleted one, gets None, and the caller answers the same either way. `finish`
+checks the token, sets the new password, and in the same transaction deletes every reset token
+of the account (the link works once; older links stop working too) and every browser session
+of it (whoever knew the old password is signed out). An unknown, used or expired token is one
+InvalidInput.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from pixeldrop.errors import InvalidInput
+from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, utcnow
+
+from .accounts import AccountInfo, account_info, normalise_email
+from .passwords import hash_password
+
+LIFETIME = timedelta(hours=1)
+INVALID = "This link has expired or was already used. Ask for a new one."
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def live_account(db: Database, email: str) -> AccountInfo | None:
+    """The account with this address, unless there is none, it is no address, or it was deleted."""
+    try:
+        address = normalise_email(email)
+    except InvalidInput:
+        return None
+    with db.session() as session:
+        account = session.scalar(select(Account).where(Account.email == address, Account.deleted_at.is_(None)))
+        return None if account is None else account_info(account)
+
+
+def start(db: Database, email: str) -> tuple[AccountInfo, str] | None:
+    """A new reset token for the address's account, and the account; None when there is no live account."""
+    account = live_account(db, email)
+    if account is None:
+        return None
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    with db.session() as session:
+        session.execute(delete(PasswordReset).where(PasswordReset.expires_at <= now))
+        session.add(PasswordReset(token_hash=_hash(token), account_id=account.id, created_at=now,
+                                  expires_at=now + LIFETIME))
+    return account, token
+
+
+def check(db: Database, token: str) -> AccountInfo:
+    """The account a live token resets (to show the form), or InvalidInput."""
+    with db.session() as session:
+        account = session.scalar(
+            select(Account).join(PasswordReset, PasswordReset.account_id == Account.id)
+            .where(PasswordReset.token_hash == _hash(token), PasswordReset.expires_at > utcnow(),
+                   Account.deleted_at.is_(None)))
+        if account is None:
+            raise InvalidInput(INVALID)
+        return account_info(account)
+
+
+def finish(db: Database, token: str, password: str) -> AccountInfo:
+    """Set the password through a live token; the token, the account's other tokens and its sessions end."""
+    password_hash = hash_password(password)
+    with db.session() as session:
+        reset = session.scalar(select(PasswordReset).where(PasswordReset.token_hash == _hash(token),
+                                                           PasswordReset.expires_at > utcnow()).with_for_update())
+        if reset is None:
+            raise InvalidInput(INVALID)
+        account = session.scalar(select(Account).where(Account.id == reset.account_id,
+                                                       Account.deleted_at.is_(None)).with_for_update())
+        if account is None:
+            raise InvalidInput(INVALID)
+        account.password_hash = password_hash
+        session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
+        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account.id))
+        session.flush()
+        return account_info(account)
+
