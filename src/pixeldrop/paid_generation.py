@@ -2,19 +2,22 @@
 
 The API, the OpenAI route and the playground all go through `PaidGeneration.image`, so all charge
 by the same rules, in this order:
+0. the surface's own checks (rate limit, body, prompt, format...) run inside `refusals`, which
+   records a request any of them refuses, with its outcome (accounts/outcomes.py), and re-raises:
+   every refusal is in the account's usage, recorded one way;
 1. a place in the generation queue is taken for each image first, all of them or none, so a full
-   queue answers 503 before any credit moves (no reservation, no ledger rows);
+   queue refuses the request (`busy`) before any credit moves (no reservation, no ledger rows);
 2. the price of every image is reserved at once, in one conditional UPDATE: all of it or nothing
    (OutOfCredits takes nothing and gives the places back);
 3. the caller's block makes the images, each in its own place, at the same time
    (`Purchase.generate_each`, or `generate` for one), and encodes (and stores) them, all within
    the generation deadline;
 4. a block that ends normally having made every image it paid for settles the reservation: the
-   images are charged, together. Anything else refunds all of it and records how it ended: the
-   model failed (500), the deadline passed (503), the client hung up (499: its task is
-   cancelled; a job that had not started never reaches the model), the server stopped, or the
-   block made fewer images than it paid for (500). When one of several images fails, the others
-   are given up.
+   images are charged, together. Anything else refunds all of it and records how it ended, in
+   words, never as an HTTP status: the model failed (`failed`), the deadline passed (`busy`), the
+   client hung up or the server stopped (`abandoned`: its task is cancelled; a job that had not
+   started never reaches the model), or the block made fewer images than it paid for (`failed`).
+   When one of several images fails, the others are given up.
 
 Refunds run in a worker thread, shielded from cancellation: the event loop never waits on the
 database, and a cancelled request still gets its refund. A refund that fails (storage down) is
@@ -38,15 +41,13 @@ from PIL import Image
 
 from pixeldrop.accounts import credits
 from pixeldrop.accounts.credits import Reservation
+from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import GenerationFailed, GenerationTimedOut, PixeldropError, ServerBusy
 from pixeldrop.generation import Engine, Place
 from pixeldrop.metrics import Metrics
 from pixeldrop.storage import Database
 
 log = logging.getLogger(__name__)
-
-# How each unhappy ending shows in the usage table.
-FAILED, BUSY, ABANDONED = 500, 503, 499
 
 
 @dataclass
@@ -101,7 +102,17 @@ class PaidGeneration:
         self.deadline_seconds = deadline_seconds
         self.stale_after = stale_after
         self._live: set[int] = set()  # request ids of reservations this process is serving
-        self._unrefunded: dict[int, tuple[Reservation, int]] = {}  # refunds that failed, to retry
+        self._unrefunded: dict[int, tuple[Reservation, Outcome]] = {}  # refunds that failed, to retry
+
+    @asynccontextmanager
+    async def refusals(self, account_id: int, api_key_id: int | None) -> AsyncIterator[None]:
+        """Record a request that the checks inside the block refuse (any PixeldropError) in the
+        account's usage, with the error's outcome, then let the error go on to the caller."""
+        try:
+            yield
+        except PixeldropError as error:
+            await asyncio.to_thread(credits.record_refusal, self.db, account_id, api_key_id, error)
+            raise
 
     @asynccontextmanager
     async def image(self, account_id: int, api_key_id: int | None, count: int = 1,
@@ -110,11 +121,8 @@ class PaidGeneration:
         ends normally having made them all; otherwise nothing is."""
         if count < 1:
             raise ValueError("a purchase is of one image or more")
-        try:
+        async with self.refusals(account_id, api_key_id):
             places = self._admit(count)
-        except ServerBusy:
-            await asyncio.to_thread(credits.record_refusal, self.db, account_id, api_key_id, BUSY)
-            raise
         try:
             reservation = await asyncio.to_thread(credits.reserve, self.db, account_id, api_key_id, self.cost * count,
                                                   prompt if self.store_prompts else None)
@@ -138,7 +146,7 @@ class PaidGeneration:
             if self.metrics is not None:
                 self.metrics.credits_charged.inc(reservation.amount)
         except BaseException as error:
-            await self._refund(reservation, _usage_status(error))
+            await self._refund(reservation, _ending(error))
             if isinstance(error, PixeldropError) or not isinstance(error, Exception):
                 raise  # cancellation (client gone, server stopping) included
             raise GenerationFailed(f"Image generation failed: {type(error).__name__}") from error
@@ -157,31 +165,31 @@ class PaidGeneration:
             raise
         return tuple(places)
 
-    async def _refund(self, reservation: Reservation, status: int) -> None:
-        refund = asyncio.ensure_future(asyncio.to_thread(credits.refund, self.db, reservation, status))
+    async def _refund(self, reservation: Reservation, outcome: Outcome) -> None:
+        refund = asyncio.ensure_future(asyncio.to_thread(credits.refund, self.db, reservation, outcome))
         try:
             await asyncio.shield(refund)
         except asyncio.CancelledError:
             # Cancelled again while refunding: the thread goes on; a failure is still retried.
-            refund.add_done_callback(functools.partial(self._keep_if_failed, reservation, status))
+            refund.add_done_callback(functools.partial(self._keep_if_failed, reservation, outcome))
             raise
         except Exception:
-            self._keep(reservation, status)
+            self._keep(reservation, outcome)
 
-    def _keep_if_failed(self, reservation: Reservation, status: int, refund: asyncio.Future) -> None:
+    def _keep_if_failed(self, reservation: Reservation, outcome: Outcome, refund: asyncio.Future) -> None:
         if refund.exception() is not None:
-            self._keep(reservation, status)
+            self._keep(reservation, outcome)
 
-    def _keep(self, reservation: Reservation, status: int) -> None:
+    def _keep(self, reservation: Reservation, outcome: Outcome) -> None:
         log.warning("could not refund request %d yet; retrying", reservation.request_id)
-        self._unrefunded[reservation.request_id] = (reservation, status)
+        self._unrefunded[reservation.request_id] = (reservation, outcome)
 
     async def sweep(self) -> int:
         """Retry failed refunds, then refund dead processes' reservations. Returns how many."""
         done = 0
-        for request_id, (reservation, status) in list(self._unrefunded.items()):
+        for request_id, (reservation, outcome) in list(self._unrefunded.items()):
             try:
-                await asyncio.to_thread(credits.refund, self.db, reservation, status)
+                await asyncio.to_thread(credits.refund, self.db, reservation, outcome)
             except Exception as error:
                 log.warning("refund of request %d still failing (%s); next sweep", request_id, type(error).__name__)
             else:
@@ -206,9 +214,10 @@ def _release(places: Sequence[Place]) -> None:
         place.release()
 
 
-def _usage_status(error: BaseException) -> int:
+def _ending(error: BaseException) -> Outcome:
+    """How a paid request that reserved its credits ended, from what ended its block."""
     if isinstance(error, asyncio.CancelledError):
-        return ABANDONED
+        return Outcome.ABANDONED
     if isinstance(error, (ServerBusy, TimeoutError)):
-        return BUSY
-    return FAILED
+        return Outcome.BUSY
+    return Outcome.FAILED

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits
+from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import AccountExists, InvalidInput, OutOfCredits
 from pixeldrop.storage import Account, ImageRequest, LedgerEntry
 
@@ -37,12 +38,12 @@ def test_reserve_settle_and_refund(db):
     assert first.remaining == 3
     assert credits.settle(db, first)
     assert not credits.settle(db, first), "a settled reservation cannot be settled again"
-    assert credits.refund(db, first, 500) is None, "a settled reservation cannot be refunded"
+    assert credits.refund(db, first, Outcome.FAILED) is None, "a settled reservation cannot be refunded"
 
     second = credits.reserve(db, account.id, None, 2)
     assert second.remaining == 1
-    assert credits.refund(db, second, 500) == 3
-    assert credits.refund(db, second, 500) is None, "refunds happen once"
+    assert credits.refund(db, second, Outcome.FAILED) == 3
+    assert credits.refund(db, second, Outcome.FAILED) is None, "refunds happen once"
     assert not credits.settle(db, second), "a refunded reservation cannot be charged"
 
     assert credits.balance(db, account.id) == 3

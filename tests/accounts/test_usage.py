@@ -8,6 +8,8 @@ from sqlalchemy import update
 
 from pixeldrop import accounts
 from pixeldrop.accounts import credits, usage
+from pixeldrop.accounts.outcomes import Outcome
+from pixeldrop.errors import RateLimited
 from pixeldrop.storage import ImageRequest
 
 
@@ -30,7 +32,7 @@ def test_credits_spent_per_day_counts_charged_images_per_utc_day(db):
     charge(db, account.id, None, datetime(2026, 3, 10, 12, 0, tzinfo=timezone(timedelta(hours=-5))))  # 17:00 UTC
     charge(db, account.id, None, datetime(2026, 2, 20, tzinfo=UTC))  # before the window
     refunded = credits.reserve(db, account.id, None, 2)
-    credits.refund(db, refunded, 500)
+    credits.refund(db, refunded, Outcome.FAILED)
     credits.reserve(db, account.id, None, 2)  # pending: not spent (yet)
     other = accounts.create_account(db, "bob@example.com", 100)
     charge(db, other.id, None, late)
@@ -41,14 +43,16 @@ def test_credits_spent_per_day_counts_charged_images_per_utc_day(db):
 
 
 def test_recent_requests_name_the_key_and_put_the_newest_first(db):
-    account = accounts.create_account(db, "ada@example.com", 4)
+    account = accounts.create_account(db, "ada@example.com", 6)
     key = accounts.create_key(db, "ada@example.com")
     charge(db, account.id, key.info.id)
     charge(db, account.id, None)
-    credits.record_refusal(db, account.id, key.info.id, 429)
+    credits.record_refusal(db, account.id, key.info.id, RateLimited("Too many requests.", retry_after=3, limit=5))
+    credits.reserve(db, account.id, key.info.id, 2)  # pending: no outcome yet
     rows = usage.recent_requests(db, account.id)
-    assert [(r.key_prefix, r.state, r.http_status, r.credits) for r in rows] == [
-        (key.info.prefix, "refused", 429, 0), (None, "charged", 200, 2), (key.info.prefix, "charged", 200, 2),
+    assert [(r.key_prefix, r.state, r.outcome, r.credits) for r in rows] == [
+        (key.info.prefix, "pending", None, 2), (key.info.prefix, "refused", Outcome.RATE_LIMITED, 0),
+        (None, "charged", Outcome.CHARGED, 2), (key.info.prefix, "charged", Outcome.CHARGED, 2),
     ]
     assert all(r.created_at.tzinfo is not None for r in rows)
     assert len(usage.recent_requests(db, account.id, limit=2)) == 2

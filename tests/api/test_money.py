@@ -81,14 +81,14 @@ def post_in_background(live: Live, key: str) -> tuple[threading.Thread, list[htt
     return client, answers
 
 
-def requests_by_state(db, account_id: int) -> dict[str, list[int]]:
-    """`{state: [http_status, ...]}` of the account's usage rows, oldest first."""
+def requests_by_state(db, account_id: int) -> dict[str, list[str | None]]:
+    """`{state: [outcome, ...]}` of the account's usage rows, oldest first."""
     with db.session() as session:
-        rows = session.execute(select(ImageRequest.state, ImageRequest.http_status)
+        rows = session.execute(select(ImageRequest.state, ImageRequest.outcome)
                                .where(ImageRequest.account_id == account_id).order_by(ImageRequest.id)).all()
-    found: dict[str, list[int]] = {}
-    for state, status in rows:
-        found.setdefault(state, []).append(status)
+    found: dict[str, list[str | None]] = {}
+    for state, outcome in rows:
+        found.setdefault(state, []).append(outcome)
     return found
 
 
@@ -121,9 +121,10 @@ def test_a_client_that_hangs_up_is_not_charged_and_its_queued_job_never_runs(set
         wait_until(lambda: len(requests_by_state(db, account_id).get("pending", [])) == 2, "two reservations")
 
         queued.close()
-        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == [499], "the queued one refunded")
+        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == ["abandoned"],
+                   "the queued one refunded")
         running.close()
-        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == [499, 499], "both refunded")
+        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == ["abandoned"] * 2, "both refunded")
         assert credits.balance(db, account_id) == 100
 
         gated.gate.set()
@@ -132,7 +133,7 @@ def test_a_client_that_hangs_up_is_not_charged_and_its_queued_job_never_runs(set
         assert answered.headers["x-remaining-credits"] == "98"
     assert gated.prompts == ["running when its client leaves", "a client that stays"], \
         "the job whose client left while it was queued never reached the model"
-    assert requests_by_state(db, account_id) == {"refunded": [499, 499], "charged": [200]}
+    assert requests_by_state(db, account_id) == {"refunded": ["abandoned", "abandoned"], "charged": ["charged"]}
     assert_books_balance(db, account_id)
 
 
@@ -151,7 +152,7 @@ def test_a_full_queue_is_503_before_any_credit_moves(settings, db, tiny_generato
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) >= 1
         assert ledger_rows(db, account_id) == [("free", 2)], "a 503 writes no ledger row"
-        assert requests_by_state(db, account_id) == {"refused": [503]}
+        assert requests_by_state(db, account_id) == {"refused": ["busy"]}
         assert credits.balance(db, account_id) == 2
         gated.gate.set()
         for connection in (first, second):
@@ -170,7 +171,7 @@ def test_the_generation_deadline_ends_in_503_and_refunds(settings, db, tiny_gene
         assert late.status_code == 503, late.text
         assert "not ready within 0.5 seconds" in late.json()["error"]
         assert credits.balance(db, account_id) == 100
-        assert requests_by_state(db, account_id) == {"refunded": [503]}
+        assert requests_by_state(db, account_id) == {"refunded": ["busy"]}
         gated.gate.set()
     assert_books_balance(db, account_id)
 
@@ -187,5 +188,5 @@ def test_the_sweeper_never_refunds_a_request_this_process_is_serving(settings, d
         gated.gate.set()
         client.join()
     assert answers[0].status_code == 200
-    assert requests_by_state(db, account_id) == {"charged": [200]}
+    assert requests_by_state(db, account_id) == {"charged": ["charged"]}
     assert credits.balance(db, account_id) == 98

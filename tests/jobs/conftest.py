@@ -62,3 +62,10 @@ def request_states(db, account_id: int) -> list[str]:
     with db.session() as session:
         return list(session.scalars(select(ImageRequest.state).where(ImageRequest.account_id == account_id)
                                     .order_by(ImageRequest.id)))
+
+
+def request_outcomes(db, account_id: int) -> list[str | None]:
+    """How each of the account's requests ended, in words (None: pending), oldest first."""
+    with db.session() as session:
+        return list(session.scalars(select(ImageRequest.outcome).where(ImageRequest.account_id == account_id)
+                                    .order_by(ImageRequest.id)))

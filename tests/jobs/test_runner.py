@@ -15,7 +15,7 @@ from pixeldrop.settings import Settings
 
 from ..generators import FailingGenerator, GatedGenerator
 from ..server import wait_until
-from .conftest import KEEP, PRICE, InstantGenerator, ledger, request_states
+from .conftest import KEEP, PRICE, InstantGenerator, ledger, request_outcomes, request_states
 
 
 def job_settings(tmp_path, **overrides) -> Settings:
@@ -76,6 +76,7 @@ def test_queued_jobs_are_made_once_and_charged_once(db, payer, tmp_path):
     assert sorted(model.prompts) == ["prompt 0", "prompt 1", "prompt 2"], "each job reached the model once"
     assert ledger(db, payer.account_id) == [("free", 10)] + [("image", -2)] * 3
     assert request_states(db, payer.account_id) == ["charged"] * 3
+    assert request_outcomes(db, payer.account_id) == ["charged"] * 3
     result = store.result(db, payer.account_id, jobs[2], KEEP)
     with Image.open(io.BytesIO(result.png)) as image:
         assert image.format == "PNG" and image.getpixel((0, 0)) == (2, 0, 7)
@@ -167,4 +168,5 @@ def test_a_job_not_made_within_the_deadline_is_failed_and_refunded(db, payer, tm
         engine.stop()
     assert store.status(db, payer.account_id, job, KEEP).error == "The image was not ready within 0.5 seconds."
     assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("refund", 2)]
+    assert request_outcomes(db, payer.account_id) == ["busy"], "as a synchronous request past the deadline"
 

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import select, update
 
 from pixeldrop.accounts import credits
+from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, OutOfCredits, StorageUnavailable
 from pixeldrop.jobs import Order, store
 from pixeldrop.storage import Job, JobResult, utcnow
 
-from .conftest import KEEP, PRICE, ledger, new_payer, request_states
+from .conftest import KEEP, PRICE, ledger, new_payer, request_outcomes, request_states
 
 PNG = b"\x89PNG pretend"
 
@@ -44,6 +45,7 @@ def test_an_account_that_cannot_pay_gets_no_job(db):
     assert refused.value.remaining == 1
     assert ledger(db, poor.account_id) == [("free", 1)]
     assert request_states(db, poor.account_id) == ["refused"]
+    assert request_outcomes(db, poor.account_id) == ["out_of_credits"]
     with db.session() as session:
         assert session.scalars(select(Job)).all() == []
 
@@ -62,6 +64,7 @@ def test_cancel_refunds_a_queued_job_once_and_refuses_a_started_one(db, payer):
     with pytest.raises(JobStateConflict, match="was canceled, so it has no image"):
         store.result(db, payer.account_id, running.job.id, KEEP)
     assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("image", -2), ("refund", 2)]
+    assert request_outcomes(db, payer.account_id) == [None, "canceled"], "the usage says it was canceled"
     assert store.claim_next(db, "test") is None, "a canceled job never runs"
 
 
@@ -129,13 +132,14 @@ def test_a_succeeded_job_is_charged_once_and_keeps_its_image_until_it_expires(db
 def test_a_failed_job_is_refunded_and_says_why(db, payer):
     job = submit(db, payer).job
     run = store.claim_next(db, "test")
-    assert store.fail(db, run, "Image generation failed: RuntimeError", 500, KEEP)
+    assert store.fail(db, run, "Image generation failed: RuntimeError", Outcome.FAILED, KEEP)
     failed = store.status(db, payer.account_id, job.id, KEEP)
     assert failed.status == "failed" and failed.error == "Image generation failed: RuntimeError"
     assert failed.credits_charged == 0 and failed.public()["error"] == failed.error
     with pytest.raises(JobStateConflict, match="failed, so it has no image: Image generation failed"):
         store.result(db, payer.account_id, job.id, KEEP)
     assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("refund", 2)]
+    assert request_outcomes(db, payer.account_id) == ["failed"]
     assert "error" not in store.status(db, payer.account_id, submit(db, payer).job.id, KEEP).public()
 
 
@@ -145,7 +149,7 @@ def test_a_run_whose_job_was_taken_back_cannot_end_it(db, payer):
     assert store.requeue_abandoned(db, timedelta(0)) == 1
     second = store.claim_next(db, "live-process")
     assert second.public_id == job.id and second.claim != first.claim
-    assert not store.succeed(db, first, PNG, KEEP) and not store.fail(db, first, "late", 500, KEEP)
+    assert not store.succeed(db, first, PNG, KEEP) and not store.fail(db, first, "late", Outcome.FAILED, KEEP)
     assert store.status(db, payer.account_id, job.id, KEEP).status == "running"
     assert request_states(db, payer.account_id) == ["pending"], "the lost run charged and refunded nothing"
     assert store.succeed(db, second, PNG, KEEP)

@@ -28,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,11 @@ ALLOWED_ID = re.compile(r"^  - `([A-Z]+-[\w-]+)` ", re.MULTILINE)
 
 
 def _installed() -> dict[str, str]:
-    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()}
+    """The distributions in this environment's own site-packages: what `pip-audit --local` audits
+    (not others that something in the test session may have put on sys.path)."""
+    own = {Path(sysconfig.get_path(name)).resolve() for name in ("purelib", "platlib")}
+    return {canonicalize_name(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()
+            if Path(str(dist.locate_file(""))).resolve() in own}
 
 
 def _pip_audit(osv: OsvStandIn, cache: Path, *args: str) -> tuple[int, dict]:

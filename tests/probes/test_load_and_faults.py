@@ -269,12 +269,12 @@ def test_no_credit_is_lost_or_taken_for_nothing_under_load_and_faults(backend, t
 
     with db.session() as session:
         refunds = session.execute(
-            select(ImageRequest.id, ImageRequest.state, ImageRequest.http_status,
+            select(ImageRequest.id, ImageRequest.state, ImageRequest.outcome,
                    select(func.count()).where(LedgerEntry.request_id == ImageRequest.id,
                                               LedgerEntry.reason == "refund").scalar_subquery())
             .where(ImageRequest.id.in_(left_pending))).all()
-    assert all(state == "refunded" and status == 500 and rows == 1 for _, state, status, rows in refunds), \
-        f"what the dead process left is refunded once each, as a server error: {refunds}"
+    assert all(state == "refunded" and outcome == "failed" and rows == 1 for _, state, outcome, rows in refunds), \
+        f"what the dead process left is refunded once each, as failed: {refunds}"
 
     if locked_at is not None:
         with db.session() as session:
@@ -296,7 +296,7 @@ def states_of(db: Database, account_id: int) -> dict[str, int]:
 def assert_books(db: Database, name: str, account_id: int, outcomes: list[Outcome]) -> None:
     states = states_of(db, account_id)
     with db.session() as session:
-        refund_statuses = sorted(session.scalars(select(ImageRequest.http_status).where(
+        refund_outcomes = sorted(session.scalars(select(ImageRequest.outcome).where(
             ImageRequest.account_id == account_id, ImageRequest.state == "refunded")))
         ledger = session.execute(select(LedgerEntry.reason, LedgerEntry.delta, LedgerEntry.balance_after)
                                  .where(LedgerEntry.account_id == account_id).order_by(LedgerEntry.id)).all()
@@ -318,7 +318,7 @@ def assert_books(db: Database, name: str, account_id: int, outcomes: list[Outcom
     killed = sum(o.status is None and not o.gave_up for o in outcomes)
     answers = sorted(str(o.status or ("gave up" if o.gave_up else "killed")) for o in outcomes)
     print(f"{name}: {received} images received, {charged} charged, {refunded} refunded; answers {answers};",
-          f"refund statuses {refund_statuses}")
+          f"refund outcomes {refund_outcomes}")
     assert not [o for o in outcomes if o.status == 200 and not o.received], f"{where}: a 200 with a partial image"
     if gave_up == killed == 0:
         assert charged == received, f"{where}: a client that waited is charged if and only if it got its image"

@@ -165,6 +165,15 @@ def _job_state(db: Database, public_id: str) -> str:
         return session.scalar(select(Job.status).where(Job.public_id == public_id))
 
 
+def _job_settled(db: Database, public_id: str) -> bool:
+    """The job ended and so did its reservation (the runner writes the job's state, then the credits)."""
+    with db.session() as session:
+        status, request_state = session.execute(
+            select(Job.status, ImageRequest.state).join(ImageRequest, ImageRequest.id == Job.request_id)
+            .where(Job.public_id == public_id)).one()
+    return status not in ("queued", "running") and request_state != "pending"
+
+
 def call(case, books: Books):
     """Send the case with the real key where it sends one, and record and account for the answer."""
     if case.headers and "x-api-key" in case.headers:
@@ -185,7 +194,7 @@ def call(case, books: Books):
     if case.method.upper() == "POST" and case.path == JOBS_URL and response.status_code == 202:
         # Paid when made: wait for the job runner to end it, then count its image if it was made.
         public_id = json.loads(response.content)["id"]
-        wait_until(lambda: _job_state(books.db, public_id) not in ("queued", "running"), "the fuzzed job to end")
+        wait_until(lambda: _job_settled(books.db, public_id), "the fuzzed job to end, charged or refunded")
         if _job_state(books.db, public_id) == "succeeded":
             books.images_received += 1
             books.paid_answers += 1

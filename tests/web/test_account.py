@@ -34,7 +34,7 @@ def test_the_new_key_is_shown_once_and_works(client, sqlite_db):
     assert "Active" in row and "never" not in row and "60/min" in row
 
 
-def test_usage_shows_each_request_with_its_key_status_and_credits(client, sqlite_db):
+def test_usage_shows_each_request_with_its_key_outcome_and_credits(client, sqlite_db):
     sign_up(client)
     key = create_key(client)
     assert api_call(client, key).status_code == 200
@@ -43,8 +43,8 @@ def test_usage_shows_each_request_with_its_key_status_and_credits(client, sqlite
     usage = re.search(r'data-testid="usage">(.*?)</table>', page, re.S).group(1)
     rows = re.findall(r"<tr>(.*?)</tr>", usage.split("<tbody>")[1], re.S)
     assert len(rows) == 2
-    assert key[:11] in rows[0] and ">400<" in rows[0] and re.search(r'class="num">0<', rows[0])
-    assert key[:11] in rows[1] and ">200<" in rows[1] and re.search(r'class="num">2<', rows[1])
+    assert key[:11] in rows[0] and ">invalid request<" in rows[0] and re.search(r'class="num">0<', rows[0])
+    assert key[:11] in rows[1] and ">charged<" in rows[1] and re.search(r'class="num">2<', rows[1])
     # The chart has one bar, today's, of 2 credits.
     assert len(re.findall(r'class="bar"', page)) == 1 and 'class="bar-value">2<' in page
     ledger = re.search(r'data-testid="ledger">(.*?)</table>', client.get("/account/billing").text, re.S).group(1)
@@ -129,8 +129,10 @@ def test_the_playground_stops_at_zero_credits_and_at_the_rate_limit(settings, sq
         assert int(limited.headers["retry-after"]) > 0
         account = accounts.get_account(sqlite_db, "alice@example.com")
         assert account.credits == 0
-        statuses = [row.http_status for row in accounts.usage.recent_requests(sqlite_db, account.id)]
-        assert statuses == [429, 402, 200]
+        outcomes = [row.outcome for row in accounts.usage.recent_requests(sqlite_db, account.id)]
+        assert outcomes == ["rate_limited", "out_of_credits", "charged"]
+        usage_page = client.get("/account/usage").text
+        assert "rate limited" in usage_page and "out of credits" in usage_page
 
 
 def test_page_errors_are_pages_and_api_errors_stay_json(client):

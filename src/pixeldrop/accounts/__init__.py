@@ -2,7 +2,7 @@
 
 Credits change only in `credits.py`; read it to check the rules. Passwords for the account
 pages are in `passwords.py`, and what the account page shows of an account's history in
-`usage.py`.
+`usage.py`; how a request ended, in words (never an HTTP status), in `outcomes.py`.
 """
 
 from . import credits, passwords, usage

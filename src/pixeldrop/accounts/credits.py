@@ -7,6 +7,10 @@ The rules, all here:
   so concurrent requests can never overdraw), then either *settled* (`settle`) or given back
   (`refund`); both are conditional on the request still being `pending`, so neither can happen
   twice;
+- every request records its outcome in words (accounts/outcomes.py), never an HTTP status:
+  `charged` when settled, the caller's reason when refunded, and for a request refused before
+  any credit moved (`record_refusal`, and `reserve`'s `out_of_credits`) the outcome of the
+  domain error that refused it;
 - a reservation left `pending` by a crashed process is refunded by `refund_stale`, which every
   server runs at start-up and then periodically, skipping the reservations it is serving itself
   and those a job owns (`Job.OWNS_RESERVATION`: queued, running or succeeded): a job waits in the
@@ -26,8 +30,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pixeldrop.errors import AccountNotFound, InvalidInput, OutOfCredits
+from pixeldrop.errors import AccountNotFound, InvalidInput, OutOfCredits, PixeldropError
 from pixeldrop.storage import Account, ApiKey, Database, ImageRequest, Job, LedgerEntry, changed_rows, utcnow
+
+from .outcomes import Outcome, refusal_outcome
 
 PENDING, CHARGED, REFUNDED, REFUSED = "pending", "charged", "refunded", "refused"
 
@@ -141,7 +147,7 @@ def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int,
             return Reservation(request.id, account_id, amount, new_balance)
         current = _balance(session, account_id)
         session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
-                                 http_status=402, credits=0, finished_at=utcnow(), prompt=prompt))
+                                 outcome=Outcome.OUT_OF_CREDITS, credits=0, finished_at=utcnow(), prompt=prompt))
     raise OutOfCredits("Your account has no remaining credits.", remaining=current)
 
 
@@ -150,19 +156,20 @@ def settle(db: Database, reservation: Reservation) -> bool:
     with db.session() as session:
         return changed_rows(session, update(ImageRequest)
                             .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
-                            .values(state=CHARGED, http_status=200, finished_at=utcnow())) == 1
+                            .values(state=CHARGED, outcome=Outcome.CHARGED, finished_at=utcnow())) == 1
 
 
-def refund(db: Database, reservation: Reservation, http_status: int) -> int | None:
-    """Give a reservation back (generation failed). Returns the new balance, None if already done."""
+def refund(db: Database, reservation: Reservation, outcome: Outcome) -> int | None:
+    """Give a reservation back, the request having ended as `outcome` (failed, busy, abandoned,
+    canceled). Returns the new balance, None if already done."""
     with db.session() as session:
-        return _refund(session, reservation.request_id, reservation.account_id, reservation.amount, http_status)
+        return _refund(session, reservation.request_id, reservation.account_id, reservation.amount, outcome)
 
 
-def _refund(session: Session, request_id: int, account_id: int, amount: int, http_status: int) -> int | None:
+def _refund(session: Session, request_id: int, account_id: int, amount: int, outcome: Outcome) -> int | None:
     done = changed_rows(session, update(ImageRequest)
                         .where(ImageRequest.id == request_id, ImageRequest.state == PENDING)
-                        .values(state=REFUNDED, http_status=http_status, credits=0, finished_at=utcnow()))
+                        .values(state=REFUNDED, outcome=outcome, credits=0, finished_at=utcnow()))
     if done != 1:
         return None
     new_balance = _change_balance(session, account_id, amount)
@@ -186,12 +193,13 @@ def refund_stale(db: Database, older_than: timedelta, live: frozenset[int] = fro
             select(ImageRequest.id, ImageRequest.account_id, ImageRequest.credits)
             .where(ImageRequest.state == PENDING, ImageRequest.created_at < cutoff, ~owned_by_a_job)
         ).all()
-        return sum(_refund(session, rid, aid, amount, 500) is not None
+        return sum(_refund(session, rid, aid, amount, Outcome.FAILED) is not None
                    for rid, aid, amount in stale if rid not in live)
 
 
-def record_refusal(db: Database, account_id: int, api_key_id: int | None, http_status: int) -> None:
-    """Note a request refused before any reservation (429, 400, 406...): it costs nothing."""
+def record_refusal(db: Database, account_id: int, api_key_id: int | None, error: PixeldropError) -> None:
+    """Note a request refused by `error` before any reservation (rate limited, invalid, queue
+    full...), with the error's outcome: it costs nothing."""
     with db.session() as session:
         session.add(ImageRequest(account_id=account_id, api_key_id=api_key_id, state=REFUSED,
-                                 http_status=http_status, credits=0, finished_at=utcnow()))
+                                 outcome=refusal_outcome(error), credits=0, finished_at=utcnow()))

@@ -1,6 +1,8 @@
 """What an account has done: its last requests, credits spent per day, and its credit ledger.
 
-Read-only queries for the account page; each is one short transaction. Days are UTC days.
+Read-only queries for the account page; each is one short transaction. Days are UTC days. A
+request shows how it ended in words (`outcome`, accounts/outcomes.py), as the domain recorded it;
+what status a client saw is the HTTP surfaces' business, not this module's.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from sqlalchemy import func, select
 from pixeldrop.storage import ApiKey, Database, ImageRequest, LedgerEntry
 
 from .credits import CHARGED
+from .outcomes import Outcome
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class RequestRow:
     created_at: datetime
     key_prefix: str | None  # None: made in the playground, without a key
     state: str
-    http_status: int | None
+    outcome: Outcome | None  # None while pending
     credits: int
     prompt: str | None  # None: not stored (the operator's choice) or refused before it was read
 
@@ -49,15 +52,15 @@ def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[Requ
     """The account's last requests, newest first, with the prefix of the key that made each."""
     with db.session() as session:
         rows = session.execute(
-            select(ImageRequest.created_at, ApiKey.prefix, ImageRequest.state, ImageRequest.http_status,
+            select(ImageRequest.created_at, ApiKey.prefix, ImageRequest.state, ImageRequest.outcome,
                    ImageRequest.credits, ImageRequest.prompt)
             .outerjoin(ApiKey, ApiKey.id == ImageRequest.api_key_id)
             .where(ImageRequest.account_id == account_id)
             .order_by(ImageRequest.id.desc())
             .limit(limit)
         ).all()
-    return [RequestRow(_utc(created), prefix, state, status, credits, prompt)
-            for created, prefix, state, status, credits, prompt in rows]
+    return [RequestRow(_utc(created), prefix, state, None if outcome is None else Outcome(outcome), credits, prompt)
+            for created, prefix, state, outcome, credits, prompt in rows]
 
 
 def _utc_day(db: Database, column):

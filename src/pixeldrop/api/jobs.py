@@ -23,14 +23,13 @@ from pydantic import BaseModel
 from python_multipart.exceptions import FormParserError
 from starlette.concurrency import run_in_threadpool
 
-from pixeldrop.accounts import KeyInfo, credits
-from pixeldrop.errors import InvalidRequest, PixeldropError
+from pixeldrop.accounts import KeyInfo
+from pixeldrop.errors import InvalidRequest
 from pixeldrop.generation.formats import FORMATS, format_for_path
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
 from pixeldrop.http.services import Services, ServicesDep
-from pixeldrop.http.statuses import status_for
 from pixeldrop.jobs import JobStatus, Order, store, webhooks
 from pixeldrop.prompts import VISIBLE_CHARACTER, validate_prompt
 from pixeldrop.seeds import MAX_SEED, parse_seed
@@ -213,13 +212,10 @@ async def _order(request: Request, services: Services) -> tuple[Order, dict[str,
 )
 async def submit_job(request: Request, services: ServicesDep, key: BearerKeyDep) -> Response:
     settings = services.settings
-    try:
+    async with services.paid.refusals(key.account_id, key.id):
         quota = _quota(services, key)
         retry_key = idempotency_key(request)
         order, asked = await _order(request, services)
-    except PixeldropError as error:
-        await run_in_threadpool(credits.record_refusal, services.db, key.account_id, key.id, status_for(error))
-        raise
 
     async def answer() -> Response:  # the paid step, all of it
         submitted = await run_in_threadpool(store.submit, services.db, key.account_id, key.id, order,

@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from pixeldrop import errors, images_store
-from pixeldrop.accounts import KeyInfo, credits
+from pixeldrop.accounts import KeyInfo
 from pixeldrop.generation import OUTPUT_SIZE, default_model
 from pixeldrop.generation.formats import FORMATS
 from pixeldrop.generation.metadata import image_parameters, public_model_name
@@ -258,15 +258,11 @@ async def _paid_images(services: Services, key: KeyInfo, asked: Generation, base
 
 async def generate_images(request: Request, services: ServicesDep, key: BearerKeyDep) -> Response:
     settings = services.settings
-    try:
+    async with services.paid.refusals(key.account_id, key.id):
         quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
         retry_key = idempotency_key(request)
         body = await read_body(request, settings.max_body_bytes)
         asked = parse_generation(request.headers.get("content-type"), body, settings)
-    except errors.PixeldropError as error:
-        await run_in_threadpool(credits.record_refusal, services.db, key.account_id, key.id,
-                                status_for(error, OPENAI_STATUS))
-        raise
     base_url = (settings.public_url or str(request.base_url)).rstrip("/")
 
     async def answer() -> Response:

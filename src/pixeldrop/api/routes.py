@@ -9,8 +9,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from pixeldrop.accounts import credits
-from pixeldrop.errors import PixeldropError
 from pixeldrop.generation.formats import FORMATS
 from pixeldrop.generation.metadata import image_parameters, public_model_name
 from pixeldrop.http.bodies import read_body
@@ -18,7 +16,6 @@ from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
 from pixeldrop.http.services import ServicesDep
-from pixeldrop.http.statuses import status_for
 from pixeldrop.paid_generation import Purchase
 from pixeldrop.prompts import VISIBLE_CHARACTER
 from pixeldrop.seeds import MAX_SEED, parse_seed
@@ -72,15 +69,12 @@ FORM_SCHEMA = {
 )
 async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep) -> Response:
     settings = services.settings
-    try:
+    async with services.paid.refusals(key.account_id, key.id):
         quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
         fmt = choose_format(request.headers.get("accept"), settings.default_format)
         body = await read_body(request, settings.max_body_bytes)
         form = parse_form(request.headers.get("content-type"), body, settings.max_prompt_chars)
         retry_key = idempotency_key(request)
-    except PixeldropError as error:
-        await run_in_threadpool(credits.record_refusal, services.db, key.account_id, key.id, status_for(error))
-        raise
 
     prompt, seed = form.prompt, parse_seed(form.seed)
     parameters = image_parameters(prompt, seed, services.engine.describe()) if settings.image_metadata else None

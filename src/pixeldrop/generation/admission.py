@@ -1,7 +1,7 @@
 """Places in a bounded queue, taken before anything else happens to a request.
 
 An engine admits a request (`Admission.admit`) before the credits are reserved: when every
-place is taken, QueueFull is raised at once and the API answers 503 having changed nothing.
+place is taken, QueueFull is raised at once and the request is refused having changed nothing.
 What a place covers is the engine's choice: the local worker holds it until the job starts
 running (it bounds the jobs waiting for the model); the Ray engine holds it until the answer
 comes back (it bounds what one API process has in flight).

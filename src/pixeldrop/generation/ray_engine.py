@@ -6,7 +6,7 @@
   `batch_wait_ms`); `--autoscale MIN:MAX` becomes its `autoscaling_config`, else it runs
   `--replicas N`; a replica takes a GPU where the cluster has GPUs, else a share of CPUs.
 - `RayEngine` lives in every API process. It admits at most `queue_size` requests in flight
-  (beyond that: 503 before any credit moves), sends each through a DeploymentHandle, and when
+  (beyond that: QueueFull before any credit moves), sends each through a DeploymentHandle, and when
   the replica serving it dies (kill -9, OOM, a lost node) sends it again to another one, for
   as long as the request's deadline allows. That is safe because credits are only charged at
   settle, after the image is back: a retry can never charge twice. A request its caller gives

@@ -2,8 +2,8 @@
 
 The event loop never runs the model. A caller first takes a *place* in the queue (`admit`),
 which fails at once with QueueFull when `queue_size` places are taken, so that a full server
-answers 503 before anything else happens (no credits are reserved for a request that cannot
-be queued). It then hands its job in (`submit` or `generate`) and awaits the result.
+refuses a request (busy) before anything else happens (no credits are reserved for a request
+that cannot be queued). It then hands its job in (`submit` or `generate`) and awaits the result.
 
 A place is held from admission until the job starts running, or until the caller gives it
 up (its client hung up, its deadline passed). A job given up before it starts never reaches

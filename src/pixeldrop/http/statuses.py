@@ -35,7 +35,7 @@ STATUS: dict[type[errors.PixeldropError], int] = {
     errors.IdempotencyKeyReused: 422,
     errors.RateLimited: 429,
     errors.TooManyHeaders: 431,
-    errors.ClientGone: 499,  # nginx's code: nobody reads it, the usage table shows it
+    errors.ClientGone: 499,  # nginx's code: nobody reads it (the client has gone)
     errors.GenerationFailed: 500,
     errors.PaymentProviderError: 502,
     errors.ServerBusy: 503,

@@ -27,7 +27,8 @@ from datetime import timedelta
 import httpx
 from PIL import Image
 
-from pixeldrop.errors import InvalidRequest, PixeldropError, ServerBusy
+from pixeldrop.accounts.outcomes import Outcome
+from pixeldrop.errors import InvalidRequest, PixeldropError, ServerBusy, StorageUnavailable
 from pixeldrop.generation import Engine, Place
 from pixeldrop.generation.formats import FORMATS
 from pixeldrop.generation.metadata import image_parameters
@@ -62,7 +63,12 @@ class JobRunner:
     async def start(self) -> None:
         if not self.settings.run_jobs:
             return
-        await asyncio.to_thread(store.requeue_abandoned, self.db, self.stale_after, self.db.dialect == "sqlite")
+        try:
+            await asyncio.to_thread(store.requeue_abandoned, self.db, self.stale_after, self.db.dialect == "sqlite")
+        except StorageUnavailable:
+            # A server on read-only or locked storage still starts and answers 503 where it must;
+            # the sweep queues abandoned jobs again once they are older than the stale age.
+            log.warning("could not queue abandoned jobs again at start (storage unavailable); the sweep will")
         self._tasks = [asyncio.create_task(loop()) for loop in (self._claim_forever, self._deliver_forever,
                                                                  self._sweep_forever)]
 
@@ -141,11 +147,11 @@ class JobRunner:
                 place.release()
         except TimeoutError:
             await self._end(store.fail, run, f"The image was not ready within "
-                            f"{self.settings.generation_deadline_seconds:g} seconds.", store.BUSY_STATUS, self.keep)
+                            f"{self.settings.generation_deadline_seconds:g} seconds.", Outcome.BUSY, self.keep)
         except Exception as error:
             message = error.message if isinstance(error, PixeldropError) else \
                 f"Image generation failed: {type(error).__name__}"
-            await self._end(store.fail, run, message, store.FAILED_STATUS, self.keep)
+            await self._end(store.fail, run, message, Outcome.FAILED, self.keep)
         else:
             if await self._end(store.succeed, run, png, self.keep) and self.metrics is not None:
                 self.metrics.credits_charged.inc(run.reservation.amount)

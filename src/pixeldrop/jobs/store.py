@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from pixeldrop.accounts import credits
 from pixeldrop.accounts.credits import Reservation
+from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, StorageUnavailable
 from pixeldrop.generation.formats import FORMATS
 from pixeldrop.storage import Database, ImageRequest, Job, JobResult, changed_rows, utcnow
@@ -25,8 +26,6 @@ from . import webhooks
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = "queued", "running", "succeeded", "failed", "canceled"
-# How each unhappy ending shows in the usage table (as paid_generation's do).
-FAILED_STATUS, BUSY_STATUS, CANCELED_STATUS = 500, 503, 499
 CLAIM_CANDIDATES = 8  # queued jobs tried per claim, should others win the first ones
 
 
@@ -136,7 +135,7 @@ def submit(db: Database, account_id: int, api_key_id: int | None, order: Order, 
             session.flush()
             status = _status(session, job, keep)
     except BaseException as error:
-        _refund_now_or_later(db, reservation, BUSY_STATUS if isinstance(error, StorageUnavailable) else FAILED_STATUS)
+        _refund_now_or_later(db, reservation, Outcome.BUSY if isinstance(error, StorageUnavailable) else Outcome.FAILED)
         raise
     return Submitted(status, reservation.remaining)
 
@@ -174,7 +173,7 @@ def cancel(db: Database, account_id: int, public_id: str, keep: timedelta) -> tu
         canceled = _status(session, job, keep)
         webhooks.queue_event(session, job.id, job.webhook_url, canceled)
         reservation = _reservation(session, job)
-    return canceled, _refund_now_or_later(db, reservation, CANCELED_STATUS)
+    return canceled, _refund_now_or_later(db, reservation, Outcome.CANCELED)
 
 
 def cancel_queued(db: Database, account_id: int, keep: timedelta) -> int:
@@ -225,13 +224,14 @@ def succeed(db: Database, run: Claimed, png: bytes, keep: timedelta) -> bool:
     return True
 
 
-def fail(db: Database, run: Claimed, message: str, usage_status: int, keep: timedelta) -> bool:
-    """Mark the job failed with `message`, then refund it. False if the claim was lost."""
+def fail(db: Database, run: Claimed, message: str, outcome: Outcome, keep: timedelta) -> bool:
+    """Mark the job failed with `message`, then refund it, its request having ended as `outcome`
+    (failed, or busy past the deadline). False if the claim was lost."""
     with db.session() as session:
         if not _end(session, run, FAILED, message):
             return False
         webhooks.queue_event(session, run.id, *_ended(session, run.id, keep))
-    _refund_now_or_later(db, run.reservation, usage_status)
+    _refund_now_or_later(db, run.reservation, outcome)
     return True
 
 
@@ -316,10 +316,10 @@ def _ended(session: Session, job_id: int, keep: timedelta) -> tuple[str | None, 
     return job.webhook_url, _status(session, job, keep)
 
 
-def _refund_now_or_later(db: Database, reservation: Reservation, usage_status: int) -> int | None:
+def _refund_now_or_later(db: Database, reservation: Reservation, outcome: Outcome) -> int | None:
     """Refund now; if storage fails, refund_stale does it later (no job owns the reservation then)."""
     try:
-        return credits.refund(db, reservation, usage_status)
+        return credits.refund(db, reservation, outcome)
     except StorageUnavailable:
         log.warning("could not refund request %d yet; the sweep will", reservation.request_id)
         return None

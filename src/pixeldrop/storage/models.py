@@ -77,7 +77,8 @@ class ImageRequest(Base):
     """One call of the API that got past authentication: what it cost and how it ended.
 
     `state` is `pending` while credits are reserved and the image is being made, then
-    `charged` or `refunded`; refusals that never reserved anything are `refused`.
+    `charged` or `refunded`; refusals that never reserved anything are `refused`. `outcome` says
+    in words how it ended (pixeldrop.accounts.outcomes.Outcome; None while pending).
     """
 
     __tablename__ = "image_requests"
@@ -86,7 +87,7 @@ class ImageRequest(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), default=None)
     state: Mapped[str] = mapped_column(String(16), index=True)
-    http_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    outcome: Mapped[str | None] = mapped_column(String(32), default=None)
     credits: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

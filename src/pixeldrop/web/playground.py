@@ -117,12 +117,9 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
                                            prompt if settings.store_prompts else None, used_seed)
 
     try:
-        try:
+        async with services.paid.refusals(account.id, None):
             used_seed = _check(prompt, format, seed, settings.max_prompt_chars)
             _hit(services, account.id)
-        except PixeldropError as error:
-            await run_in_threadpool(credits.record_refusal, services.db, account.id, None, status_for(error))
-            raise
         image_id = await until_disconnected(request, paid_image(used_seed))
     except PixeldropError as error:
         headers = retry_headers(error) if isinstance(error, RateLimited) else None
