@@ -209,3 +209,17 @@ def test_a_charge_that_fails_is_made_by_the_sweep(db, payer, monkeypatch):
     assert store.settle_succeeded(db) == 1 and store.settle_succeeded(db) == 0
     assert ledger(db, payer.account_id) == [("free", 10), ("image", -2)]
     assert request_states(db, payer.account_id) == ["charged"]
+
+
+def test_forgetting_prompts_blanks_ended_jobs_only(db, payer):
+    """What the runner's sweep does when the operator keeps no prompts, and closing an account does."""
+    other = new_payer(db, "other@example.com")
+    ended, waiting, others = submit(db, payer, "a secret"), submit(db, payer, "still needed"), submit(db, other)
+    store.cancel(db, payer.account_id, ended.job.id, KEEP)
+    store.cancel(db, other.account_id, others.job.id, KEEP)
+    assert store.forget_prompts(db, payer.account_id) == 1  # this account's ended job only
+    assert store.status(db, payer.account_id, ended.job.id, KEEP).prompt == ""
+    assert store.status(db, payer.account_id, waiting.job.id, KEEP).prompt == "still needed"  # made from it
+    assert store.status(db, other.account_id, others.job.id, KEEP).prompt == "a red apple"
+    assert store.forget_prompts(db) == 1  # every account's
+    assert store.status(db, other.account_id, others.job.id, KEEP).prompt == ""

@@ -221,6 +221,7 @@ def test_deleting_the_account_revokes_keys_ends_sessions_and_keeps_the_ledger(se
         assert len(accounts.usage.recent_requests(db, alice.id)) == 3 and gallery.recent(db, alice.id) == []
         with db.session() as session:
             assert session.scalar(select(Job.status)) == "canceled"  # queued when the account closed: refunded
+            assert session.scalar(select(Job.prompt)) == ""  # and its prompt forgotten
             assert session.scalar(select(Account.webhook_secret).where(Account.id == alice.id)) is None
         # The address cannot sign up again: the same answer as ever, and no new account.
         again = client.post("/signup", data={"csrf_token": csrf(client, "/signup"), "email": "alice@example.com",

@@ -179,6 +179,8 @@ class JobRunner:
             try:
                 await asyncio.to_thread(store.settle_succeeded, self.db)
                 await asyncio.to_thread(store.expire_results, self.db, self.keep)
+                if not self.settings.store_prompts:
+                    await asyncio.to_thread(store.forget_prompts, self.db)
                 await asyncio.sleep(SWEEP_SECONDS)
                 await asyncio.to_thread(store.requeue_abandoned, self.db, self.stale_after)
             except Exception:

@@ -268,6 +268,17 @@ def settle_succeeded(db: Database) -> int:
                for request_id, account_id, amount in jobs)
 
 
+def forget_prompts(db: Database, account_id: int | None = None) -> int:
+    """Blank the prompts of ended jobs (of one account, or all): what the operator's
+    `store_prompts=false` asks (the runner's sweep calls this), and what closing an account does.
+    A queued or running job keeps its prompt until it ends: it is what the job is made from."""
+    ended = update(Job).where(Job.status.in_((SUCCEEDED, FAILED, CANCELED)), Job.prompt != "")
+    if account_id is not None:
+        ended = ended.where(Job.account_id == account_id)
+    with db.session() as session:
+        return changed_rows(session, ended.values(prompt=""))
+
+
 def expire_results(db: Database, keep: timedelta) -> int:
     """Delete the images of jobs that ended longer ago than `keep`. Returns how many."""
     with db.session() as session:

@@ -58,5 +58,6 @@ async def delete(request: Request, account: Annotated[AccountInfo, Depends(curre
     await run_in_threadpool(delete_account, db, account.id)
     settings = Services.of(request).settings
     await run_in_threadpool(jobs.store.cancel_queued, db, account.id, timedelta(seconds=settings.job_result_seconds))
+    await run_in_threadpool(jobs.store.forget_prompts, db, account.id)
     await sign_out(request)
     return RedirectResponse("/?deleted=1", status_code=303)
