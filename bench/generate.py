@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""Seconds per 512x512 SD-Turbo image on this machine: pixeldrop's presets against plain diffusers.
+"""Seconds per 512x512 SD-Turbo image on this machine: pixeldrop's presets, plain diffusers, OpenVINO.
 
-    python bench/generate.py [--runs 3] [--model DIR]
+    python bench/generate.py [--runs 3] [--model DIR] [--no-peer]
 
 Builds the real SD-Turbo architecture with random weights (from ../shared/bench/sd-turbo, once,
 into ~/.pixeldrop/bench/sd-turbo-random), then times one 1-step image per configuration, each
 in a process of its own so that peak RSS is its own: pixeldrop's `fast` and `quality` presets
-through the same `DiffusersGenerator` the server uses, and the plain fp32
-`StableDiffusionPipeline` as the baseline. Also prints the numerical difference between the
-fast path's UNet and the fp32 UNet on the same inputs. The last line is the summary.
+through the same `DiffusersGenerator` the server uses, the plain fp32 `StableDiffusionPipeline`
+as the baseline, and the peer to beat: OpenVINO through optimum-intel (FastSD CPU's route, bf16
+inference hint) with a TAESD decoder and with the KL VAE, run by bench/peer/openvino_sd.py in a
+venv of its own (~/.pixeldrop/bench/openvino-venv, made on first use, so optimum-intel's pins
+never touch pixeldrop's; the first run also exports the model to OpenVINO IR, about 3 minutes).
+Prints the CPU model and whether it has AMX first, the numerical difference between the fast
+path's UNet and the fp32 UNet on the same inputs, and a summary as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import resource
@@ -26,6 +31,14 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench" / "sd-turbo"
 DEFAULT_MODEL = Path("~/.pixeldrop/bench/sd-turbo-random").expanduser()
 PROMPT = "photograph of a cat surfing"
+PEER_SCRIPT = Path(__file__).resolve().parent / "peer" / "openvino_sd.py"
+PEER_VENV = Path("~/.pixeldrop/bench/openvino-venv").expanduser()
+# Versions that install together (optimum-intel 2.2 caps transformers below 5.6 and huggingface-hub
+# below 1.22, hence the older diffusers). torch 2.13.0 is the CPU build here. optimum-intel also
+# pulls torchvision, whose PyPI wheel is linked against CUDA torch and breaks transformers'
+# imports on CPU torch; the Stable Diffusion route does not use it, so it is removed again.
+PEER_PINS = ["optimum-intel[openvino]==2.2.0", "openvino==2026.4.1", "torch==2.13.0", "transformers==5.5.4",
+             "diffusers==0.39.0"]
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # inherited by the spawned children
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -35,6 +48,36 @@ def build_model(target: Path) -> None:
         return
     print(f"building the random-weight SD-Turbo pipeline in {target} ...", flush=True)
     subprocess.run([sys.executable, str(SHARED / "build_random_pipeline.py"), str(target), "--fp16"], check=True)
+
+
+def describe_cpu() -> str:
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    amx = ", ".join(sorted(flags & {"amx_bf16", "amx_tile", "amx_int8"})) or "no"
+    return f"CPU: {model}, {os.cpu_count()} cores, AMX: {amx}, AVX512-BF16: {'yes' if 'avx512_bf16' in flags else 'no'}"
+
+
+def peer_python() -> Path:
+    """The peer venv's python; creates the venv and installs PEER_PINS the first time."""
+    python, stamp = PEER_VENV / "bin" / "python", PEER_VENV / "pixeldrop-pins.txt"
+    if stamp.exists() and stamp.read_text() == "\n".join(PEER_PINS):
+        return python
+    print(f"creating the OpenVINO peer's venv in {PEER_VENV}: pip install {' '.join(PEER_PINS)}", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "-q"]
+    subprocess.run([*pip, "install", *PEER_PINS], check=True)
+    subprocess.run([*pip, "uninstall", "-y", "torchvision"], check=True)
+    stamp.write_text("\n".join(PEER_PINS))
+    return python
+
+
+def run_peer(model: str, decoder: str, runs: int):
+    quiet = {"TRANSFORMERS_VERBOSITY": "error", "DIFFUSERS_VERBOSITY": "error", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([str(peer_python()), str(PEER_SCRIPT), model, "--decoder", decoder, "--runs", str(runs)],
+                          stdout=subprocess.PIPE, text=True, check=True, env={**os.environ, **quiet})
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["times"], result["peak_rss_kb"], result["what"], None
 
 
 def _quiet() -> None:
@@ -112,21 +155,33 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--no-peer", action="store_true", help="skip the OpenVINO peer")
     args = parser.parse_args()
+    print(describe_cpu(), flush=True)
     build_model(args.model)
     model = str(args.model)
 
+    configurations = [("fast", in_child, (run_preset, model, "fast")),
+                      ("quality", in_child, (run_preset, model, "quality")),
+                      ("plain diffusers", in_child, (run_plain, model))]
+    if not args.no_peer:
+        configurations += [("openvino peer", run_peer, (model, "taesd")),
+                           ("openvino peer (KL VAE)", run_peer, (model, "kl"))]
     results = {}
-    for name, target, extra in [("fast", run_preset, ("fast",)), ("quality", run_preset, ("quality",)),
-                                ("plain diffusers", run_plain, ())]:
-        times, rss_kb, what, error = in_child(target, model, *extra, args.runs)
+    for name, run, run_args in configurations:
+        times, rss_kb, what, error = run(*run_args, args.runs)
         results[name] = statistics.median(times)
-        print(f"{name:16} {what:38} median {results[name]:6.2f} s/image  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times)})  peak RSS {rss_kb / 2**20:.2f} GiB  "
-              f"UNet rel. error vs fp32: {error:.4f}", flush=True)
-    print(f"fast: {results['fast']:.2f} s/image, quality: {results['quality']:.2f} s/image, "
-          f"plain diffusers: {results['plain diffusers']:.2f} s/image, "
-          f"speed-up: {results['plain diffusers'] / results['fast']:.1f}x")
+        unet = "" if error is None else f"  UNet rel. error vs fp32: {error:.4f}"
+        print(f"{name:22} {what:50} median {results[name]:6.2f} s/image  "
+              f"(runs: {', '.join(f'{t:.2f}' for t in times)})  peak RSS {rss_kb / 2**20:.2f} GiB{unet}", flush=True)
+    fast, quality, plain = results["fast"], results["quality"], results["plain diffusers"]
+    summary = f"fast: {fast:.2f} s/image, quality: {quality:.2f} s/image, plain diffusers: {plain:.2f} s/image"
+    if args.no_peer:
+        print(f"{summary}, speed-up: {plain / fast:.1f}x")
+        return
+    peer, peer_kl = results["openvino peer"], results["openvino peer (KL VAE)"]
+    print(f"openvino peer (KL VAE): {peer_kl:.2f} s/image, quality vs peer (KL VAE): {peer_kl / quality:.2f}x")
+    print(f"{summary}, openvino peer: {peer:.2f} s/image, speed-up: {plain / fast:.1f}x, vs peer: {peer / fast:.2f}x")
 
 
 if __name__ == "__main__":
