@@ -7,15 +7,38 @@ import pytest
 import torch
 from diffusers import AutoencoderTiny, UNet2DConditionModel
 
-from pixeldrop.generation.diffusers_backend import DiffusersGenerator, cpu_supports_bf16, pick_dtype
+from pixeldrop.generation import diffusers_backend
+from pixeldrop.generation.diffusers_backend import DiffusersGenerator, pick_dtype
 from pixeldrop.settings import Settings
 
 
 def test_auto_precision_follows_the_hardware():
-    expected = torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    expected = torch.bfloat16 if diffusers_backend.bf16_is_faster_here() else torch.float32
     assert pick_dtype("auto", torch.device("cpu")) == expected
     assert pick_dtype("auto", torch.device("cuda")) == torch.float16
     assert pick_dtype("fp32", torch.device("cpu")) == torch.float32
+    assert pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16  # asked for: no measuring
+
+
+@pytest.mark.parametrize(("bf16_seconds", "fp32_seconds", "supported", "expected"), [
+    (0.02, 0.04, True, torch.bfloat16),   # AMX, Zen 4: bf16 twice as fast
+    (0.44, 0.24, True, torch.float32),    # AVX512-BF16 without AMX: bf16 slower, measured here
+    (0.01, 0.04, False, torch.float32),   # no native bf16: never, whatever a timer says
+])
+def test_auto_precision_on_cpus_is_what_measures_faster(monkeypatch, bf16_seconds, fp32_seconds, supported,
+                                                         expected):
+    timings = {torch.bfloat16: bf16_seconds, torch.float32: fp32_seconds}
+    monkeypatch.setattr(diffusers_backend, "_convolution_seconds", lambda dtype, repeats=3: timings[dtype])
+    monkeypatch.setattr(diffusers_backend, "cpu_supports_bf16", lambda: supported)
+    diffusers_backend.bf16_is_faster_here.cache_clear()
+    try:
+        assert pick_dtype("auto", torch.device("cpu")) == expected
+    finally:
+        diffusers_backend.bf16_is_faster_here.cache_clear()
+
+
+def test_the_probe_times_a_real_convolution():
+    assert 0 < diffusers_backend._convolution_seconds(torch.float32, repeats=1) < float("inf")
 
 
 def test_presets_resolve_and_explicit_flags_win():

