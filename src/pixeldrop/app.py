@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -21,9 +23,21 @@ from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
 
+log = logging.getLogger(__name__)
+
 # How often refunds that failed are retried, dead processes' reservations looked for, and expired
 # images (the OpenAI route's URLs) and idempotency keys deleted.
 SWEEP_SECONDS = 10
+
+
+async def _every(seconds: float, what: str, cleanup: Callable[..., object], *args: object) -> None:
+    """`cleanup(*args)` in a worker thread every `seconds`; storage that fails waits for the next round."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(cleanup, *args)
+        except Exception:
+            log.warning("could not %s (storage unavailable?); retrying", what)
 
 
 def create_app(settings: Settings, generator: Generator | None = None, db: Database | None = None) -> FastAPI:
@@ -44,9 +58,11 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         await paid.sweep()
         await jobs.start()  # queued jobs (/v1/jobs) are made here, unless the run_jobs setting is off
         janitor = asyncio.create_task(paid.sweep_forever(SWEEP_SECONDS))
-        image_sweeper = asyncio.create_task(images_store.sweep_forever(database, SWEEP_SECONDS))
-        key_sweeper = asyncio.create_task(idempotency.sweep_forever(
-            database, timedelta(seconds=settings.stale_reservation_seconds), SWEEP_SECONDS))
+        image_sweeper = asyncio.create_task(_every(SWEEP_SECONDS, "delete expired images",
+                                                   images_store.delete_expired, database))
+        key_sweeper = asyncio.create_task(_every(SWEEP_SECONDS, "forget expired idempotency keys",
+                                                 idempotency.forget_expired, database,
+                                                 timedelta(seconds=settings.stale_reservation_seconds)))
         try:
             yield
         finally:

@@ -23,7 +23,7 @@ the first answer comes back, and nothing is charged twice. The rules, for every 
   unknown key) means nothing is stored either, as with Stripe.
 - A stored answer is replayed for `lifetime` (the `idempotency_hours` setting, 24 h) from the
   first request; after that the key runs again, and `forget_expired` (which every server runs
-  periodically, `sweep_forever`) deletes the row.
+  periodically, from app.py) deletes the row.
 - A `running` row whose process died (kill -9, power loss) would refuse its key forever: once
   older than `abandoned_after` (the stale-reservation age, longer than any live request, as
   the settings check) a claim takes it over. The one gap: a process that dies after its image
@@ -37,10 +37,8 @@ key's lifetime; a client that sends no key stores nothing.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,8 +49,6 @@ from sqlalchemy.exc import IntegrityError
 
 from pixeldrop.errors import IdempotencyKeyReused, IdempotentRequestInProgress
 from pixeldrop.storage import Database, IdempotencyKey, changed_rows, utcnow
-
-log = logging.getLogger(__name__)
 
 RUNNING, DONE = "running", "done"
 # A claim that loses a race retries; after this many rounds the other request is surely running.
@@ -148,12 +144,3 @@ def forget_expired(db: Database, abandoned_after: timedelta) -> int:
         return changed_rows(session, delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow(),
                                                                   _replaceable(abandoned_after)))
 
-
-async def sweep_forever(db: Database, abandoned_after: timedelta, every_seconds: float) -> None:
-    """`forget_expired` in a worker thread every `every_seconds`; storage that fails waits for the next round."""
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            await asyncio.to_thread(forget_expired, db, abandoned_after)
-        except Exception:
-            log.warning("could not forget expired idempotency keys (storage unavailable?); retrying")

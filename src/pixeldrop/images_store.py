@@ -13,8 +13,6 @@ The rules, all here:
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +22,6 @@ from sqlalchemy import delete, select
 
 from pixeldrop.errors import ImageNotFound
 from pixeldrop.storage import Database, StoredImage, changed_rows, utcnow
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,12 +58,3 @@ def delete_expired(db: Database) -> int:
     with db.session() as session:
         return changed_rows(session, delete(StoredImage).where(StoredImage.expires_at <= utcnow()))
 
-
-async def sweep_forever(db: Database, every_seconds: float) -> None:
-    """`delete_expired` in a worker thread every `every_seconds`; storage that fails waits for the next round."""
-    while True:
-        await asyncio.sleep(every_seconds)
-        try:
-            await asyncio.to_thread(delete_expired, db)
-        except Exception:
-            log.warning("could not delete expired images (storage unavailable?); retrying")

@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from pixeldrop.storage import ApiKey, Database, ImageRequest, LedgerEntry
+from pixeldrop.storage import ApiKey, Database, ImageRequest, LedgerEntry, as_utc
 
 from .credits import CHARGED
 from .outcomes import Outcome
@@ -43,11 +43,6 @@ class LedgerRow:
     note: str
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[RequestRow]:
     """The account's last requests, newest first, with the prefix of the key that made each."""
     with db.session() as session:
@@ -59,7 +54,7 @@ def recent_requests(db: Database, account_id: int, limit: int = 20) -> list[Requ
             .order_by(ImageRequest.id.desc())
             .limit(limit)
         ).all()
-    return [RequestRow(_utc(created), prefix, state, None if outcome is None else Outcome(outcome), credits, prompt)
+    return [RequestRow(as_utc(created), prefix, state, None if outcome is None else Outcome(outcome), credits, prompt)
             for created, prefix, state, outcome, credits, prompt in rows]
 
 
@@ -97,4 +92,4 @@ def ledger(db: Database, account_id: int, limit: int = 20) -> list[LedgerRow]:
             .order_by(LedgerEntry.id.desc())
             .limit(limit)
         ).all()
-    return [LedgerRow(_utc(created), delta, balance, reason, note) for created, delta, balance, reason, note in rows]
+    return [LedgerRow(as_utc(created), delta, balance, reason, note) for created, delta, balance, reason, note in rows]

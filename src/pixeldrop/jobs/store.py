@@ -7,7 +7,7 @@ import io
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from PIL import Image
@@ -19,7 +19,7 @@ from pixeldrop.accounts.credits import Reservation
 from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, StorageUnavailable
 from pixeldrop.generation.formats import FORMATS
-from pixeldrop.storage import Database, ImageRequest, Job, JobResult, changed_rows, utcnow
+from pixeldrop.storage import Database, ImageRequest, Job, JobResult, as_utc, changed_rows, utcnow
 
 from . import webhooks
 
@@ -101,13 +101,8 @@ class Claimed:
     reservation: Reservation
 
 
-def _utc(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes (stored in UTC); PostgreSQL aware ones."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _utc(moment).isoformat().replace("+00:00", "Z")
+    return None if moment is None else as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
 def new_public_id() -> str:
@@ -304,10 +299,10 @@ def _status(session: Session, job: Job, keep: timedelta) -> JobStatus:
                                                                 ImageRequest.state == credits.CHARGED))
     if job.status == SUCCEEDED:
         charged = charged or _reservation(session, job).amount  # charged now, or by the next sweep
-    expires = _utc(job.finished_at) + keep if job.status == SUCCEEDED and job.finished_at else None
+    expires = as_utc(job.finished_at) + keep if job.status == SUCCEEDED and job.finished_at else None
     return JobStatus(job.public_id, job.status, position, job.prompt, job.seed, job.output_format, job.webhook_url,
-                     _utc(job.created_at), job.started_at and _utc(job.started_at),
-                     job.finished_at and _utc(job.finished_at), expires, charged or 0, job.error)
+                     as_utc(job.created_at), job.started_at and as_utc(job.started_at),
+                     job.finished_at and as_utc(job.finished_at), expires, charged or 0, job.error)
 
 
 def _reservation(session: Session, job: Job) -> Reservation:
@@ -345,7 +340,7 @@ def _no_image_yet(job: Job) -> str:
 
 
 def _expired(job: Job, keep: timedelta) -> bool:
-    return job.finished_at is None or _utc(job.finished_at) + keep <= utcnow()
+    return job.finished_at is None or as_utc(job.finished_at) + keep <= utcnow()
 
 
 def _span(keep: timedelta) -> str:

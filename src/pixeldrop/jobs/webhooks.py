@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from pixeldrop.errors import AccountNotFound, InvalidRequest
-from pixeldrop.storage import Account, Database, Job, WebhookDelivery, changed_rows, utcnow
+from pixeldrop.storage import Account, Database, Job, WebhookDelivery, as_utc, changed_rows, utcnow
 
 if TYPE_CHECKING:
     from .store import JobStatus
@@ -198,7 +198,7 @@ async def attempt(client: httpx.AsyncClient, delivery: Delivery, target: Target)
 def record(db: Database, delivery: Delivery, error: str | None, retry_for: timedelta) -> str:
     """Write an attempt's outcome: delivered, retried later, or given up. Returns the new state."""
     now = utcnow()
-    created = delivery.created_at.replace(tzinfo=UTC) if delivery.created_at.tzinfo is None else delivery.created_at
+    created = as_utc(delivery.created_at)
     wait = min(FIRST_WAIT_SECONDS * 2 ** (delivery.attempts - 1), LONGEST_WAIT_SECONDS)
     values: dict[str, object]
     if error is None:

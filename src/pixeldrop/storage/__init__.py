@@ -15,9 +15,10 @@ from .models import (
     PlaygroundImage,
     StoredImage,
     WebhookDelivery,
+    as_utc,
     utcnow,
 )
 
 __all__ = ["Account", "ApiKey", "Base", "BrowserSession", "Database", "IdempotencyKey", "ImageRequest", "Job",
            "JobResult", "LedgerEntry", "PasswordReset", "PlaygroundImage", "StoredImage", "WebhookDelivery",
-           "changed_rows", "utcnow"]
+           "as_utc", "changed_rows", "utcnow"]
