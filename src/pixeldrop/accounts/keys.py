@@ -48,8 +48,10 @@ class NewKey:
     info: KeyInfo
 
 
-def _hash(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+def token_hash(token: str) -> str:
+    """How every secret token is kept (API keys, browser sessions, reset links): its SHA-256 in
+    hex. The token itself is never stored, so a copy of the database lets nobody in."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _info(row: ApiKey) -> KeyInfo:
@@ -64,7 +66,7 @@ def create_key(db: Database, email: str, rate_limit_per_minute: int | None = Non
     prefix = f"pd_{secrets.token_hex(4)}"
     key = f"{prefix}_{secrets.token_urlsafe(32)}"
     with db.session() as session:
-        row = ApiKey(account_id=account.id, prefix=prefix, key_hash=_hash(key), name=name.strip()[:100],
+        row = ApiKey(account_id=account.id, prefix=prefix, key_hash=token_hash(key), name=name.strip()[:100],
                      rate_limit_per_minute=rate_limit_per_minute)
         session.add(row)
         session.flush()
@@ -119,8 +121,8 @@ def verify_key(db: Database, presented: str) -> KeyInfo:
     with db.session() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.prefix == presented[:PREFIX_LENGTH]))
         # Hash and compare even when nothing matched, so timing says nothing about prefixes.
-        expected = row.key_hash if row is not None else _hash("")
-        matches = hmac.compare_digest(_hash(presented), expected)
+        expected = row.key_hash if row is not None else token_hash("")
+        matches = hmac.compare_digest(token_hash(presented), expected)
         if row is None or not matches:
             raise InvalidApiKey("Invalid API key.")
         if row.revoked_at is not None:

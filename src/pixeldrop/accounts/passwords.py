@@ -17,7 +17,6 @@ refuses a session the moment it ends.
 from __future__ import annotations
 
 import functools
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +29,7 @@ from pixeldrop.errors import AccountNotFound, InvalidCredentials, InvalidInput
 from pixeldrop.storage import Account, BrowserSession, Database, changed_rows, utcnow
 
 from .accounts import AccountInfo, account_info, create_account, normalise_email
+from .keys import token_hash
 
 MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 would take more; a bound keeps one request's work bounded
@@ -57,10 +57,6 @@ def _dummy_hash() -> str:
 def warm_up() -> None:
     """Make the stand-in hash now, so that even the first unknown email costs what others do."""
     _dummy_hash()
-
-
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def check_password_rules(password: str) -> None:
@@ -130,7 +126,7 @@ def change_password(db: Database, account_id: int, current: str, new: str, keep_
             raise InvalidCredentials("The password was changed meanwhile; log in again.")
         account.password_hash = new_hash
         session.execute(delete(BrowserSession).where(BrowserSession.account_id == account_id,
-                                                     BrowserSession.token_hash != _token_hash(keep_session)))
+                                                     BrowserSession.token_hash != token_hash(keep_session)))
 
 
 def authenticate(db: Database, email: str, password: str) -> SignedIn:
@@ -179,7 +175,7 @@ def _start_session(db: Database, account_id: int, verified_hash: str, upgraded_h
         if upgraded_hash is not None:
             account.password_hash = upgraded_hash
         session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= now))
-        session.add(BrowserSession(token_hash=_token_hash(token), account_id=account.id, created_at=now,
+        session.add(BrowserSession(token_hash=token_hash(token), account_id=account.id, created_at=now,
                                    expires_at=now + SESSION_LIFETIME))
         session.flush()
         return SignedIn(account_info(account), token)
@@ -190,7 +186,7 @@ def session_account(db: Database, token: str) -> AccountInfo | None:
     with db.session() as session:
         account = session.scalar(
             select(Account).join(BrowserSession, BrowserSession.account_id == Account.id)
-            .where(BrowserSession.token_hash == _token_hash(token), BrowserSession.expires_at > utcnow())
+            .where(BrowserSession.token_hash == token_hash(token), BrowserSession.expires_at > utcnow())
         )
         return None if account is None else account_info(account)
 
@@ -198,25 +194,25 @@ def session_account(db: Database, token: str) -> AccountInfo | None:
 def end_session(db: Database, token: str) -> None:
     """Sign the session out: its token is refused from now on, by every server."""
     with db.session() as session:
-        session.execute(delete(BrowserSession).where(BrowserSession.token_hash == _token_hash(token)))
+        session.execute(delete(BrowserSession).where(BrowserSession.token_hash == token_hash(token)))
 
 
 def keep_flash(db: Database, token: str, sealed: str) -> None:
     """Keep a message (already sealed by the caller) on the session for its next page."""
     with db.session() as session:
-        session.execute(update(BrowserSession).where(BrowserSession.token_hash == _token_hash(token))
+        session.execute(update(BrowserSession).where(BrowserSession.token_hash == token_hash(token))
                         .values(flash=sealed))
 
 
 def take_flash(db: Database, token: str) -> str | None:
     """The session's message, read and cleared: of two pages asking at once, only one gets it
     (the clearing is conditional on the message read)."""
-    token_hash = _token_hash(token)
+    hashed = token_hash(token)
     with db.session() as session:
-        sealed = session.scalar(select(BrowserSession.flash).where(BrowserSession.token_hash == token_hash))
+        sealed = session.scalar(select(BrowserSession.flash).where(BrowserSession.token_hash == hashed))
         if sealed is None:
             return None
-        taken = changed_rows(session, update(BrowserSession).where(BrowserSession.token_hash == token_hash,
+        taken = changed_rows(session, update(BrowserSession).where(BrowserSession.token_hash == hashed,
                                                                    BrowserSession.flash == sealed)
                              .values(flash=None))
         return sealed if taken == 1 else None

@@ -11,7 +11,6 @@ InvalidInput.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -21,14 +20,11 @@ from pixeldrop.errors import InvalidInput
 from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, utcnow
 
 from .accounts import AccountInfo, account_info, normalise_email
+from .keys import token_hash
 from .passwords import hash_password
 
 LIFETIME = timedelta(hours=1)
 INVALID = "This link has expired or was already used. Ask for a new one."
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def live_account(db: Database, email: str) -> AccountInfo | None:
@@ -51,7 +47,7 @@ def start(db: Database, email: str) -> tuple[AccountInfo, str] | None:
     now = utcnow()
     with db.session() as session:
         session.execute(delete(PasswordReset).where(PasswordReset.expires_at <= now))
-        session.add(PasswordReset(token_hash=_hash(token), account_id=account.id, created_at=now,
+        session.add(PasswordReset(token_hash=token_hash(token), account_id=account.id, created_at=now,
                                   expires_at=now + LIFETIME))
     return account, token
 
@@ -61,7 +57,7 @@ def check(db: Database, token: str) -> AccountInfo:
     with db.session() as session:
         account = session.scalar(
             select(Account).join(PasswordReset, PasswordReset.account_id == Account.id)
-            .where(PasswordReset.token_hash == _hash(token), PasswordReset.expires_at > utcnow(),
+            .where(PasswordReset.token_hash == token_hash(token), PasswordReset.expires_at > utcnow(),
                    Account.deleted_at.is_(None)))
         if account is None:
             raise InvalidInput(INVALID)
@@ -72,7 +68,7 @@ def finish(db: Database, token: str, password: str) -> AccountInfo:
     """Set the password through a live token; the token, the account's other tokens and its sessions end."""
     password_hash = hash_password(password)
     with db.session() as session:
-        reset = session.scalar(select(PasswordReset).where(PasswordReset.token_hash == _hash(token),
+        reset = session.scalar(select(PasswordReset).where(PasswordReset.token_hash == token_hash(token),
                                                            PasswordReset.expires_at > utcnow()).with_for_update())
         if reset is None:
             raise InvalidInput(INVALID)
