@@ -191,3 +191,14 @@ def test_a_reset_ends_sessions_and_tokens_in_the_domain_too(db):
         assert session.scalars(select(BrowserSession)).all() == []
         assert session.scalars(select(PasswordReset)).all() == []
     passwords.authenticate(db, "dana@example.com", NEW_PASSWORD)
+
+    # A link mailed before the password changed another way stops working too: the owner's change
+    # and the operator's set-password end pending links as a reset does.
+    (_, before_change) = resets.start(db, "dana@example.com")
+    signed_in = passwords.authenticate(db, "dana@example.com", NEW_PASSWORD)
+    passwords.change_password(db, signed_in.account.id, NEW_PASSWORD, "third password!", signed_in.token)
+    (_, before_operator) = resets.start(db, "dana@example.com")
+    passwords.set_password(db, "dana@example.com", "fourth password!")
+    for stale in (before_change, before_operator):
+        with pytest.raises(InvalidInput, match="expired or was already used"):
+            resets.check(db, stale)

@@ -24,9 +24,10 @@ from datetime import timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
 from pixeldrop.errors import AccountNotFound, InvalidCredentials, InvalidInput
-from pixeldrop.storage import Account, BrowserSession, Database, changed_rows, utcnow
+from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, changed_rows, utcnow
 
 from .accounts import AccountInfo, account_info, create_account, normalise_email
 from .keys import token_hash
@@ -80,6 +81,19 @@ def sign_up(db: Database, email: str, password: str, free_credits: int) -> Accou
     return create_account(db, email, free_credits, password_hash=hash_password(password))
 
 
+def replace_password(session: Session, account: Account, password_hash: str, keep_session: str | None = None) -> None:
+    """The account's new password, and the end of what the old one let in, in the caller's
+    transaction: its browser sessions (but `keep_session`, the browser making an owner's change)
+    and its pending reset links. The operator's set-password, the owner's change and a reset all
+    come through here."""
+    account.password_hash = password_hash
+    ended = delete(BrowserSession).where(BrowserSession.account_id == account.id)
+    if keep_session is not None:
+        ended = ended.where(BrowserSession.token_hash != token_hash(keep_session))
+    session.execute(ended)
+    session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
+
+
 def set_password(db: Database, email: str, password: str) -> AccountInfo:
     """Give an account a (new) password, and end every session it had (the operator's command).
 
@@ -91,9 +105,8 @@ def set_password(db: Database, email: str, password: str) -> AccountInfo:
         account = session.scalar(select(Account).where(Account.email == address))
         if account is None:
             raise AccountNotFound(f"No account for {address}.")
-        account.password_hash = password_hash
+        replace_password(session, account, password_hash)
         account.deleted_at = None
-        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account.id))
         session.flush()
         return account_info(account)
 
@@ -124,9 +137,7 @@ def change_password(db: Database, account_id: int, current: str, new: str, keep_
         account = session.scalar(select(Account).where(Account.id == account_id).with_for_update())
         if account is None or account.password_hash != stored:
             raise InvalidCredentials("The password was changed meanwhile; log in again.")
-        account.password_hash = new_hash
-        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account_id,
-                                                     BrowserSession.token_hash != token_hash(keep_session)))
+        replace_password(session, account, new_hash, keep_session)
 
 
 def authenticate(db: Database, email: str, password: str) -> SignedIn:

@@ -17,11 +17,11 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from pixeldrop.errors import InvalidInput
-from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, utcnow
+from pixeldrop.storage import Account, Database, PasswordReset, utcnow
 
 from .accounts import AccountInfo, account_info, normalise_email
 from .keys import token_hash
-from .passwords import hash_password
+from .passwords import hash_password, replace_password
 
 LIFETIME = timedelta(hours=1)
 INVALID = "This link has expired or was already used. Ask for a new one."
@@ -76,9 +76,7 @@ def finish(db: Database, token: str, password: str) -> AccountInfo:
                                                        Account.deleted_at.is_(None)).with_for_update())
         if account is None:
             raise InvalidInput(INVALID)
-        account.password_hash = password_hash
-        session.execute(delete(PasswordReset).where(PasswordReset.account_id == account.id))
-        session.execute(delete(BrowserSession).where(BrowserSession.account_id == account.id))
+        replace_password(session, account, password_hash)
         session.flush()
         return account_info(account)
 
