@@ -29,7 +29,7 @@ from pixeldrop.generation.formats import FORMATS, format_for_path
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
-from pixeldrop.http.services import Services, ServicesDep
+from pixeldrop.http.services import Services, ServicesDep, base_url
 from pixeldrop.jobs import JobStatus, Order, store, webhooks
 from pixeldrop.prompts import VISIBLE_CHARACTER, validate_prompt
 from pixeldrop.seeds import MAX_SEED, parse_seed
@@ -101,9 +101,7 @@ JSON_SCHEMA = {"type": "object", "required": ["prompt"], "properties": {  # in J
 
 
 def _quota(services: Services, key: KeyInfo) -> dict[str, str]:
-    quota = services.limiter.hit(key.id, key.rate_limit_per_minute or services.settings.rate_limit_per_minute)
-    return {"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining),
-            "RateLimit-Reset": str(quota.reset_after)}
+    return services.key_quota(key).headers()
 
 
 def _keep(services: Services) -> timedelta:
@@ -111,8 +109,7 @@ def _keep(services: Services) -> timedelta:
 
 
 def _shown(request: Request, job: JobStatus) -> dict[str, Any]:
-    base = (Services.of(request).settings.public_url or str(request.base_url)).rstrip("/")
-    url = f"{base}/v1/jobs/{job.id}"
+    url = f"{base_url(request)}/v1/jobs/{job.id}"
     return {**job.public(), "status_url": url, "result_url": f"{url}/result", "cancel_url": url}
 
 

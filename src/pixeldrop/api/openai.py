@@ -43,7 +43,7 @@ from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
-from pixeldrop.http.services import Services, ServicesDep
+from pixeldrop.http.services import Services, ServicesDep, base_url
 from pixeldrop.http.statuses import OPENAI_STATUS, headers_for, status_for
 from pixeldrop.prompts import VISIBLE_CHARACTER, validate_prompt
 from pixeldrop.seeds import MAX_SEED, consecutive_seeds, parse_seed
@@ -232,7 +232,7 @@ def _encode(images: Sequence[Image.Image], asked: Generation, settings: Settings
             for image, seed in zip(images, asked.seeds, strict=True)]
 
 
-async def _paid_images(services: Services, key: KeyInfo, asked: Generation, base_url: str) -> Response:
+async def _paid_images(services: Services, key: KeyInfo, asked: Generation, server_url: str) -> Response:
     """Make, encode (and store) the images, paid together; the 200 answer."""
     settings = services.settings
     async with services.paid.image(key.account_id, key.id, count=len(asked.seeds), prompt=asked.prompt) as purchase:
@@ -243,7 +243,7 @@ async def _paid_images(services: Services, key: KeyInfo, asked: Generation, base
             ids = await run_in_threadpool(images_store.store, services.db, key.account_id,
                                           FORMATS[asked.output_format].media_type, encoded,
                                           timedelta(seconds=settings.image_url_seconds))
-            data = [{"url": f"{base_url}/v1/images/files/{image_id}", "revised_prompt": None, "seed": seed}
+            data = [{"url": f"{server_url}/v1/images/files/{image_id}", "revised_prompt": None, "seed": seed}
                     for image_id, seed in zip(ids, asked.seeds, strict=True)]
         else:
             data = [{"b64_json": base64.b64encode(image).decode("ascii"), "revised_prompt": None, "seed": seed}
@@ -259,21 +259,18 @@ async def _paid_images(services: Services, key: KeyInfo, asked: Generation, base
 async def generate_images(request: Request, services: ServicesDep, key: BearerKeyDep) -> Response:
     settings = services.settings
     async with services.paid.refusals(key.account_id, key.id):
-        quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
+        quota = services.key_quota(key)
         retry_key = idempotency_key(request)
         body = await read_body(request, settings.max_body_bytes)
         asked = parse_generation(request.headers.get("content-type"), body, settings)
-    base_url = (settings.public_url or str(request.base_url)).rstrip("/")
-
     async def answer() -> Response:
         try:
-            response = await until_disconnected(request, _paid_images(services, key, asked, base_url))
+            response = await until_disconnected(request, _paid_images(services, key, asked, base_url(request)))
         except errors.OutOfCredits as error:
             price = services.paid.cost * len(asked.seeds)
             raise errors.OutOfCredits(f"This request costs {price} credits ({services.paid.cost} per image); the "
                                       f"account has {error.remaining}.", remaining=error.remaining) from None
-        response.headers.update({"RateLimit-Limit": str(quota.limit), "RateLimit-Remaining": str(quota.remaining),
-                                 "RateLimit-Reset": str(quota.reset_after)})
+        response.headers.update(quota.headers())
         return response
 
     return await idempotent(request, key.account_id, retry_key, asked.fingerprint, answer, openai_error)

@@ -70,7 +70,7 @@ FORM_SCHEMA = {
 async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep) -> Response:
     settings = services.settings
     async with services.paid.refusals(key.account_id, key.id):
-        quota = services.limiter.hit(key.id, key.rate_limit_per_minute or settings.rate_limit_per_minute)
+        quota = services.key_quota(key)
         fmt = choose_format(request.headers.get("accept"), settings.default_format)
         body = await read_body(request, settings.max_body_bytes)
         form = parse_form(request.headers.get("content-type"), body, settings.max_prompt_chars)
@@ -93,9 +93,7 @@ async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep)
             headers={
                 "x-remaining-credits": str(paid.remaining),
                 "x-credits-consumed": str(paid.charged),
-                "RateLimit-Limit": str(quota.limit),
-                "RateLimit-Remaining": str(quota.remaining),
-                "RateLimit-Reset": str(quota.reset_after),
+                **quota.headers(),
                 "seed": str(seed),
             },
         )

@@ -28,6 +28,10 @@ class Quota:
     remaining: int
     reset_after: int  # seconds until a slot frees up
 
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset_after)}
+
 
 class RateLimiter:
     def __init__(self, redis_url: str | None = None):

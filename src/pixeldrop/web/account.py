@@ -17,10 +17,10 @@ from starlette.responses import Response
 
 from pixeldrop import accounts
 from pixeldrop.accounts import AccountInfo, usage
-from pixeldrop.http.services import Services
+from pixeldrop.http.services import Services, base_url
 from pixeldrop.jobs import webhooks
 
-from .pages import PageRoute, base_url, render
+from .pages import PageRoute, render
 from .sessions import current_account
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

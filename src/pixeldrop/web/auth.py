@@ -27,10 +27,10 @@ from starlette.responses import RedirectResponse, Response
 from pixeldrop import accounts, mail
 from pixeldrop.accounts import AccountInfo, passwords, resets
 from pixeldrop.errors import AccountExists, InvalidCredentials, InvalidInput, RateLimited
-from pixeldrop.http.services import Services
+from pixeldrop.http.services import Services, base_url
 
 from . import mailing
-from .pages import PageRoute, base_url, render, retry_headers, safe_next
+from .pages import PageRoute, render, retry_headers, safe_next
 from .sessions import optional_account, require_csrf, sign_in, sign_out
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -20,9 +20,9 @@ from starlette.responses import RedirectResponse, Response
 from pixeldrop import accounts, payments
 from pixeldrop.accounts import AccountInfo, usage
 from pixeldrop.http.bodies import read_body
-from pixeldrop.http.services import Services
+from pixeldrop.http.services import Services, base_url
 
-from .pages import PageRoute, base_url, render
+from .pages import PageRoute, render
 from .sessions import current_account, require_csrf
 
 pages = APIRouter(route_class=PageRoute, include_in_schema=False)

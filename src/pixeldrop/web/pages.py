@@ -86,12 +86,6 @@ def safe_next(target: str | None) -> str:
     return "/account"
 
 
-def base_url(request: Request) -> str:
-    """Where users reach this server: the configured public URL, else the one this request came by."""
-    configured = Services.of(request).settings.public_url
-    return (configured or str(request.base_url)).rstrip("/")
-
-
 def retry_headers(error: RateLimited) -> dict[str, str]:
     return {"Retry-After": str(error.retry_after)}
 

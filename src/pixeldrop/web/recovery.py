@@ -21,11 +21,11 @@ from starlette.responses import RedirectResponse, Response
 from pixeldrop import accounts, mail
 from pixeldrop.accounts import resets
 from pixeldrop.errors import InvalidInput, RateLimited
-from pixeldrop.http.services import Services
+from pixeldrop.http.services import Services, base_url
 
 from . import mailing
 from .auth import throttle
-from .pages import PageRoute, base_url, render, retry_headers
+from .pages import PageRoute, render, retry_headers
 from .sessions import require_csrf
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
