@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from scale import describe_cpu
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench" / "sd-turbo"
 DEFAULT_MODEL = Path("~/.pixeldrop/bench/sd-turbo-random").expanduser()
 PROMPT = "photograph of a cat surfing"
@@ -48,14 +50,6 @@ def build_model(target: Path) -> None:
         return
     print(f"building the random-weight SD-Turbo pipeline in {target} ...", flush=True)
     subprocess.run([sys.executable, str(SHARED / "build_random_pipeline.py"), str(target), "--fp16"], check=True)
-
-
-def describe_cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
-    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
-    amx = ", ".join(sorted(flags & {"amx_bf16", "amx_tile", "amx_int8"})) or "no"
-    return f"CPU: {model}, {os.cpu_count()} cores, AMX: {amx}, AVX512-BF16: {'yes' if 'avx512_bf16' in flags else 'no'}"
 
 
 def peer_python() -> Path:

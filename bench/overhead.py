@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 from PIL import Image
-from scale import cpu_name, free_port
+from scale import _wait_healthy, describe_cpu, free_port
 
 PROMPT = "a red apple"
 
@@ -109,7 +109,7 @@ def main() -> None:
                         help="the fast preset's seconds per image on this machine (bench/generate.py)")
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args()
-    print(cpu_name())
+    print(describe_cpu())
 
     home = tempfile.mkdtemp(prefix="pixeldrop-overhead-")
     port = free_port()
@@ -117,16 +117,8 @@ def main() -> None:
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
+        _wait_healthy(url, 120)
         with httpx.Client(base_url=url, timeout=60) as http:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.2)
             key = _key(home)
             routes = {
                 "ClipDrop route, JPEG": ("jpeg", lambda: http.post(

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,12 +37,13 @@ BIN = Path(sys.executable).parent
 RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            flags = Path("/proc/cpuinfo").read_text()
-            return line.split(":", 1)[1].strip() + (" (AMX)" if "amx_tile" in flags else " (no AMX)")
-    return platform.processor()
+def describe_cpu() -> str:
+    """The CPU, its cores, and what decides bf16 speed on it (AMX, AVX512-BF16): benchmarks print it first."""
+    info = Path("/proc/cpuinfo").read_text().splitlines()
+    model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "?")
+    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    amx = ", ".join(sorted(flags & {"amx_bf16", "amx_tile", "amx_int8"})) or "no"
+    return f"CPU: {model}, {os.cpu_count()} cores, AMX: {amx}, AVX512-BF16: {'yes' if 'avx512_bf16' in flags else 'no'}"
 
 
 def free_port() -> int:
@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--skip-api", action="store_true")
     parser.add_argument("--skip-replicas", action="store_true")
     args = parser.parse_args()
-    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores", flush=True)
+    print(describe_cpu(), flush=True)
     if not args.skip_api:
         print("| database | API processes | requests/s | p50 | p99 | non-200 |")
         print("| --- | --- | --- | --- | --- | --- |")

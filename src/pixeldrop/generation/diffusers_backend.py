@@ -128,9 +128,10 @@ def cpu_supports_bf16() -> bool:
 
 def _convolution_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
     """The best of `repeats` runs of a UNet-sized 3x3 convolution (320 channels, 32x32, NHWC)."""
-    torch.manual_seed(0)
-    layer = torch.nn.Conv2d(320, 320, 3, padding=1).to(dtype).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    sample = torch.randn(1, 320, 32, 32).to(dtype=dtype, memory_format=torch.channels_last)
+    with torch.random.fork_rng(devices=[]):  # the process's random state is left as it was
+        torch.manual_seed(0)
+        layer = torch.nn.Conv2d(320, 320, 3, padding=1).to(dtype).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        sample = torch.randn(1, 320, 32, 32).to(dtype=dtype, memory_format=torch.channels_last)
     best = float("inf")
     with torch.inference_mode():
         layer(sample)  # oneDNN picks and caches its kernel on the first call
