@@ -10,7 +10,7 @@ field sent twice, the first counts.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 import python_multipart
@@ -28,6 +28,7 @@ FIELDS = (b"prompt", b"seed")
 class ImageForm:
     prompt: str
     seed: int | None  # None: the client asked for none (a random one is used)
+    extra: dict[str, str] = field(default_factory=dict)  # the caller's own fields, as strictly read
 
 
 def _decode(value: bytes | None, field: bytes) -> str:
@@ -37,11 +38,11 @@ def _decode(value: bytes | None, field: bytes) -> str:
         raise InvalidRequest(f"The {field.decode()} is not valid UTF-8 text.") from None
 
 
-def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
+def _multipart_fields(content_type: str, body: bytes, names: tuple[bytes, ...]) -> dict[str, str]:
     found: dict[bytes, bytes | None] = {}
 
     def on_field(field) -> None:
-        if field.field_name in FIELDS:
+        if field.field_name in names:
             found.setdefault(field.field_name, field.value)
 
     def on_file(file) -> None:  # `-F prompt=@file.txt` sends the prompt as a file part
@@ -57,22 +58,24 @@ def _multipart_fields(content_type: str, body: bytes) -> dict[str, str]:
     return {name.decode(): _decode(value, name) for name, value in found.items()}
 
 
-def _urlencoded_fields(body: bytes) -> dict[str, str]:
+def _urlencoded_fields(body: bytes, names: tuple[bytes, ...]) -> dict[str, str]:
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
         raise InvalidRequest("The prompt is not valid UTF-8 text.") from None
-    return {name.decode(): fields[name.decode()][0] for name in FIELDS if name.decode() in fields}
+    return {name.decode(): fields[name.decode()][0] for name in names if name.decode() in fields}
 
 
-def parse_form(content_type: str | None, body: bytes, max_chars: int) -> ImageForm:
-    """The prompt (the prompt rules apply) and the seed asked for, if any (0 to 4294967295)."""
+def parse_form(content_type: str | None, body: bytes, max_chars: int, extra: tuple[str, ...] = ()) -> ImageForm:
+    """The prompt (the prompt rules apply) and the seed asked for, if any (0 to 4294967295); and
+    the `extra` fields a route takes besides them (`/v1/jobs`), read as strictly, first value wins."""
     content_type = content_type or ""
     media_type = content_type.split(";", 1)[0].strip().lower()
+    names = FIELDS + tuple(name.encode() for name in extra)
     if media_type == "multipart/form-data":
-        fields = _multipart_fields(content_type, body)
+        fields = _multipart_fields(content_type, body, names)
     elif media_type == "application/x-www-form-urlencoded":
-        fields = _urlencoded_fields(body)
+        fields = _urlencoded_fields(body, names)
     elif media_type == "application/json":
         raise InvalidRequest("JSON bodies are not accepted: send the prompt as multipart/form-data.")
     else:
@@ -80,4 +83,5 @@ def parse_form(content_type: str | None, body: bytes, max_chars: int) -> ImageFo
     if "prompt" not in fields:
         raise InvalidRequest("Missing prompt field in request.")
     seed = fields.get("seed", "")
-    return ImageForm(validate_prompt(fields["prompt"], max_chars), parse_seed(seed) if seed else None)
+    return ImageForm(validate_prompt(fields["prompt"], max_chars), parse_seed(seed) if seed else None,
+                     {name: fields[name] for name in extra if name in fields})

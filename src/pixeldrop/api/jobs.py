@@ -10,17 +10,13 @@ key for every call here, errors in the ClipDrop shape. Another account's job is 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs
 
-import python_multipart
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from python_multipart.exceptions import FormParserError
 from starlette.concurrency import run_in_threadpool
 
 from pixeldrop.accounts import KeyInfo
@@ -130,28 +126,6 @@ def _json_fields(body: bytes, max_chars: int) -> tuple[str, dict[str, Any]]:
     return validate_prompt(prompt, max_chars), fields
 
 
-def _form_fields(content_type: str, body: bytes) -> dict[str, Any]:
-    """The job's own fields of a form that parse_form has already read strictly (first value wins)."""
-    if content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded":
-        found = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        return {name: found[name][0] for name in JOB_FIELDS if name in found}
-    values: dict[str, bytes] = {}
-
-    def on_field(field) -> None:
-        if field.field_name and field.field_name.decode("latin-1") in JOB_FIELDS:
-            values.setdefault(field.field_name.decode("latin-1"), field.value or b"")
-
-    headers = {"Content-Type": content_type.encode("latin-1"), "Content-Length": str(len(body)).encode()}
-    try:
-        python_multipart.parse_form(headers, io.BytesIO(body), on_field, lambda _file: None)
-    except (FormParserError, ValueError) as error:
-        raise InvalidRequest(f"Malformed multipart/form-data body: {error}") from None
-    try:
-        return {name: value.decode("utf-8") for name, value in values.items()}
-    except UnicodeDecodeError:
-        raise InvalidRequest("A field is not valid UTF-8 text.") from None
-
-
 def _format(value: Any) -> str | None:
     if value is None or value == "":
         return None
@@ -174,8 +148,8 @@ async def _order(request: Request, services: Services) -> tuple[Order, dict[str,
             raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}.")
         asked_seed = fields.get("seed")
     elif media_type in FORM_TYPES:
-        form = parse_form(content_type, body, settings.max_prompt_chars)
-        prompt, asked_seed, fields = form.prompt, form.seed, _form_fields(content_type, body)
+        form = parse_form(content_type, body, settings.max_prompt_chars, extra=JOB_FIELDS)
+        prompt, asked_seed, fields = form.prompt, form.seed, form.extra
     else:
         raise InvalidRequest("The body must be multipart/form-data, application/x-www-form-urlencoded or JSON, "
                              "with a prompt field.")
