@@ -20,16 +20,14 @@ import argparse
 import base64
 import io
 import multiprocessing
-import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 from PIL import Image
-from scale import _wait_healthy, describe_cpu, free_port
+from scale import InstantGenerator, api_process, describe_cpu, free_port, make_keys, wait_healthy
 
 PROMPT = "a red apple"
 
@@ -39,44 +37,6 @@ def picture() -> Image.Image:
     size = (512, 512)
     return Image.merge("RGB", [Image.effect_mandelbrot(size, (-2.0, -1.25, 0.75, 1.25), 100),
                                Image.effect_noise(size, 40), Image.linear_gradient("L").resize(size)])
-
-
-class PictureGenerator:
-    """A generator that costs nothing but answers a real-looking picture."""
-
-    steps = 1
-
-    def __init__(self) -> None:
-        self.image = picture()
-
-    def generate(self, prompts, seeds, progress=None):
-        return [self.image.copy() for _ in prompts]
-
-    def describe(self):
-        return {"model": "instant", "description": "a fixed picture (benchmark)"}
-
-
-def _api_process(port: int, home: str) -> None:
-    os.environ["PIXELDROP_HOME"] = home
-    import uvicorn
-
-    from pixeldrop.app import create_app
-    from pixeldrop.settings import Settings
-
-    settings = Settings(warm_up=False, rate_limit_per_minute=10**6, demo_account=False, _env_file=None)
-    uvicorn.run(create_app(settings, generator=PictureGenerator()), host="127.0.0.1", port=port, log_level="warning")
-
-
-def _key(home: str) -> str:
-    from pixeldrop import accounts
-    from pixeldrop.settings import Settings
-    from pixeldrop.storage import Database
-
-    db = Database.open(Settings(home=Path(home), _env_file=None).resolved_database_url)
-    accounts.create_account(db, "bench@example.com", 10**9)
-    key = accounts.create_key(db, "bench@example.com").key
-    db.close()
-    return key
 
 
 def _latencies(send: Callable[[], httpx.Response], requests: int) -> list[float]:
@@ -112,14 +72,16 @@ def main() -> None:
     print(describe_cpu())
 
     home = tempfile.mkdtemp(prefix="pixeldrop-overhead-")
+    env = {"PIXELDROP_HOME": home, "PIXELDROP_DATABASE_URL": f"sqlite:///{home}/pixeldrop.db"}
     port = free_port()
-    server = multiprocessing.get_context("spawn").Process(target=_api_process, args=(port, home), daemon=True)
+    server = multiprocessing.get_context("spawn").Process(
+        target=api_process, args=(port, env, InstantGenerator(picture())), daemon=True)
     server.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, 120)
+        wait_healthy(url, 120)
         with httpx.Client(base_url=url, timeout=60) as http:
-            key = _key(home)
+            [key] = make_keys(env["PIXELDROP_DATABASE_URL"], 1)
             routes = {
                 "ClipDrop route, JPEG": ("jpeg", lambda: http.post(
                     "/text-to-image/v1", files={"prompt": (None, PROMPT)},

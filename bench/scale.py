@@ -55,29 +55,37 @@ def free_port() -> int:
 
 
 class InstantGenerator:
-    """A generator that costs nothing, so that only the API tier is measured."""
+    """A generator that costs nothing, so that only the API tier is measured: it answers `picture`
+    (a blank one by default; overhead.py's is detailed, so that encoding costs what it would)."""
 
     steps = 1
 
+    def __init__(self, picture: Image.Image | None = None):
+        self.picture = picture if picture is not None else Image.new("RGB", (512, 512), (200, 30, 30))
+
     def generate(self, prompts, seeds, progress=None):
-        return [Image.new("RGB", (512, 512), (200, 30, 30)) for _ in prompts]
+        return [self.picture.copy() for _ in prompts]
 
     def describe(self):
-        return {"model": "instant", "description": "blank images (benchmark)"}
+        return {"model": "instant", "description": "a fixed picture (benchmark)"}
 
 
-def _api_process(port: int, env: dict[str, str]) -> None:
+def api_process(port: int, env: dict[str, str], generator: InstantGenerator | None = None) -> None:
+    """A pixeldrop API process on `port` whose generator answers at once (a multiprocessing target)."""
     os.environ.update(env)
     import uvicorn
 
     from pixeldrop.app import create_app
     from pixeldrop.settings import Settings
 
-    settings = Settings(warm_up=False, queue_size=256, rate_limit_per_minute=10**6, _env_file=None)
-    uvicorn.run(create_app(settings, generator=InstantGenerator()), host="127.0.0.1", port=port, log_level="warning")
+    settings = Settings(warm_up=False, queue_size=256, rate_limit_per_minute=10**6, demo_account=False,
+                        _env_file=None)
+    uvicorn.run(create_app(settings, generator=generator or InstantGenerator()), host="127.0.0.1", port=port,
+                log_level="warning")
 
 
-def _make_keys(database_url: str, accounts: int) -> list[str]:
+def make_keys(database_url: str, accounts: int) -> list[str]:
+    """One key each of `accounts` new accounts with credits enough for any run."""
     from pixeldrop import accounts as pd_accounts
     from pixeldrop.storage import Database
 
@@ -115,7 +123,7 @@ async def _drive(urls: list[str], keys: list[str], seconds: float, concurrency: 
     return len(latencies), latencies, failures
 
 
-def _wait_healthy(url: str, timeout: float = 300) -> None:
+def wait_healthy(url: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -129,15 +137,15 @@ def _wait_healthy(url: str, timeout: float = 300) -> None:
 
 def api_tier(database: str, env: dict[str, str], processes: int, seconds: float) -> str:
     ports = [free_port() for _ in range(processes)]
-    keys = _make_keys(env["PIXELDROP_DATABASE_URL"], 32)
+    keys = make_keys(env["PIXELDROP_DATABASE_URL"], 32)
     context = multiprocessing.get_context("spawn")
-    servers = [context.Process(target=_api_process, args=(port, env), daemon=True) for port in ports]
+    servers = [context.Process(target=api_process, args=(port, env), daemon=True) for port in ports]
     for server in servers:
         server.start()
     urls = [f"http://127.0.0.1:{port}" for port in ports]
     try:
         for url in urls:
-            _wait_healthy(url)
+            wait_healthy(url)
         asyncio.run(_drive(urls, keys, 2, 16))  # warm-up
         done, latencies, failures = asyncio.run(_drive(urls, keys, seconds, 16))
     finally:

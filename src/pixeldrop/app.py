@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections.abc import Callable
+import functools
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -19,25 +18,10 @@ from pixeldrop.http.services import Services
 from pixeldrop.jobs import JobRunner
 from pixeldrop.metrics import Metrics
 from pixeldrop.paid_generation import PaidGeneration
+from pixeldrop.periodic import SWEEP_SECONDS, every
 from pixeldrop.ratelimit import RateLimiter
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
-
-log = logging.getLogger(__name__)
-
-# How often refunds that failed are retried, dead processes' reservations looked for, and expired
-# images (the OpenAI route's URLs) and idempotency keys deleted.
-SWEEP_SECONDS = 10
-
-
-async def _every(seconds: float, what: str, cleanup: Callable[..., object], *args: object) -> None:
-    """`cleanup(*args)` in a worker thread every `seconds`; storage that fails waits for the next round."""
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await asyncio.to_thread(cleanup, *args)
-        except Exception:
-            log.warning("could not %s (storage unavailable?); retrying", what)
 
 
 def create_app(settings: Settings, generator: Generator | None = None, db: Database | None = None) -> FastAPI:
@@ -48,7 +32,7 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
         database = db if db is not None else await asyncio.to_thread(
             Database.open, settings.resolved_database_url, settings.database_busy_timeout_seconds)
         engine = await asyncio.to_thread(start_engine, settings, generator, metrics)
-        metrics.watch(lambda: engine.queued, engine.replicas)
+        metrics.watch(lambda: engine.queued, engine.replicas, lambda: engine.images_made)
         paid = PaidGeneration(database, engine, settings.credits_per_image, settings.generation_deadline_seconds,
                               timedelta(seconds=settings.stale_reservation_seconds), metrics,
                               store_prompts=settings.store_prompts)
@@ -57,12 +41,16 @@ def create_app(settings: Settings, generator: Generator | None = None, db: Datab
                                       jobs)
         await paid.sweep()
         await jobs.start()  # queued jobs (/v1/jobs) are made here, unless the run_jobs setting is off
-        janitor = asyncio.create_task(paid.sweep_forever(SWEEP_SECONDS))
-        image_sweeper = asyncio.create_task(_every(SWEEP_SECONDS, "delete expired images",
-                                                   images_store.delete_expired, database))
-        key_sweeper = asyncio.create_task(_every(SWEEP_SECONDS, "forget expired idempotency keys",
-                                                 idempotency.forget_expired, database,
-                                                 timedelta(seconds=settings.stale_reservation_seconds)))
+        # Refunds that failed retried, dead processes' reservations refunded, and expired images
+        # (the OpenAI route's URLs) and idempotency keys deleted.
+        janitor = asyncio.create_task(every(SWEEP_SECONDS, "sweep reservations", paid.sweep))
+        image_sweeper = asyncio.create_task(every(
+            SWEEP_SECONDS, "delete expired images",
+            functools.partial(asyncio.to_thread, images_store.delete_expired, database)))
+        key_sweeper = asyncio.create_task(every(
+            SWEEP_SECONDS, "forget expired idempotency keys",
+            functools.partial(asyncio.to_thread, idempotency.forget_expired, database,
+                              timedelta(seconds=settings.stale_reservation_seconds))))
         try:
             yield
         finally:

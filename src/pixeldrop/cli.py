@@ -226,7 +226,7 @@ def keys_list(email: Email) -> None:
     """
     db = _database(_settings())
     try:
-        keys = accounts.list_keys(db, email)
+        keys = accounts.list_keys(db, accounts.get_account(db, email).id)
     except PixeldropError as error:
         raise _fail(error) from None
     # A prefix is copied whole (to revoke the key): its column never wraps; the others give way.
@@ -413,7 +413,7 @@ def generate(
 
     from pixeldrop.generation import load_generator
     from pixeldrop.generation.formats import Format, format_for_path
-    from pixeldrop.generation.metadata import image_parameters
+    from pixeldrop.generation.metadata import ServedModel
     from pixeldrop.prompts import validate_prompt
     from pixeldrop.seeds import parse_seed
 
@@ -439,7 +439,8 @@ def generate(
         image = generator.generate([prompt], [used_seed],
                                    progress=lambda step: progress.update(task, completed=step))[0]
     fmt = cast(Format, format_for_path(output.suffix))  # _image_path has checked the extension
-    parameters = image_parameters(prompt, used_seed, generator.describe()) if settings.image_metadata else None
+    parameters = ServedModel.of(generator.describe()).image_parameters(prompt, used_seed) \
+        if settings.image_metadata else None
     output.write_bytes(fmt.encode(image, settings.jpeg_quality, parameters))
     err.print(f"saved {output} ({image.width}x{image.height}, seed {used_seed})")
 

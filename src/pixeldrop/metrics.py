@@ -2,15 +2,20 @@
 
 The names are the same whichever engine makes the images: the local worker records queue wait,
 generation time and batch size itself; the Ray engine records what its replicas report with
-each image. Each app has a registry of its own (several apps may share a test process).
+each image. What the engine counts itself (images made, the queue, replicas) is read from it at
+each scrape, not counted twice. Each app has a registry of its own (several apps may share a test
+process).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 _SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
@@ -30,7 +35,6 @@ class Metrics:
         self.batch_size = Histogram(
             "pixeldrop_batch_size", "Images in the pipeline call that made an image.", buckets=(1, 2, 4, 8, 16, 32),
             registry=self.registry)
-        self.images = Counter("pixeldrop_images", "Images made by the model.", registry=self.registry)
         self.credits_charged = Counter("pixeldrop_credits_charged", "Credits charged for delivered images.",
                                        registry=self.registry)
         self._queue_depth = Gauge("pixeldrop_queue_depth", "Requests admitted and waiting.", registry=self.registry)
@@ -42,13 +46,26 @@ class Metrics:
         self.queue_wait.observe(queue_wait)
         self.generation_duration.observe(generation_seconds)
         self.batch_size.observe(batch_size)
-        self.images.inc()
 
-    def watch(self, queue_depth: Callable[[], float], replicas: Callable[[], dict[str, int]]) -> None:
-        """Gauges read at each scrape from the engine."""
+    def watch(self, queue_depth: Callable[[], float], replicas: Callable[[], dict[str, int]],
+              images_made: Callable[[], float]) -> None:
+        """What is read at each scrape from the engine."""
         self._queue_depth.set_function(queue_depth)
         for state in ("running", "wanted"):
             self._replicas.labels(state).set_function(functools.partial(_count, replicas, state))
+        self.registry.register(_ImagesMade(images_made))
+
+
+class _ImagesMade(Collector):
+    """`pixeldrop_images_total`: the engine's own count of the images it made."""
+
+    def __init__(self, images_made: Callable[[], float]):
+        self.images_made = images_made
+        self.created = time.time()
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("pixeldrop_images", "Images made by the model.", value=self.images_made(),
+                                  created=self.created)
 
 
 def _count(replicas: Callable[[], dict[str, int]], state: str) -> float:

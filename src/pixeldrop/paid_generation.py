@@ -21,10 +21,10 @@ by the same rules, in this order:
 
 Refunds run in a worker thread, shielded from cancellation: the event loop never waits on the
 database, and a cancelled request still gets its refund. A refund that fails (storage down) is
-kept and retried by `sweep`, which the app runs every few seconds. `sweep` also refunds
-reservations left pending by processes that died, but never one that is live in this process;
-and since the deadline is shorter than the stale age (the settings check it), no process's
-live request looks stale.
+kept and retried by `sweep`, which the app runs every SWEEP_SECONDS (pixeldrop.periodic). `sweep`
+also refunds reservations left pending by processes that died, but never one that is live in
+this process; and since the deadline is shorter than the stale age (the settings check it), no
+process's live request looks stale.
 """
 
 from __future__ import annotations
@@ -199,14 +199,6 @@ class PaidGeneration:
         if stale:
             log.warning("refunded %d reservations left by a crashed process", stale)
         return done + stale
-
-    async def sweep_forever(self, every_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(every_seconds)
-            try:
-                await self.sweep()
-            except Exception:
-                log.warning("could not sweep reservations (storage unavailable?); retrying")
 
 
 def _release(places: Sequence[Place]) -> None:

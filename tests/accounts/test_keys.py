@@ -21,7 +21,7 @@ def test_keys_are_stored_hashed_and_listed_by_prefix(db):
         row = session.scalar(select(ApiKey))
     assert new.key not in (row.key_hash, row.prefix)
     assert row.key_hash == hashlib.sha256(new.key.encode()).hexdigest()
-    listed = accounts.list_keys(db, "alice@example.com")
+    listed = accounts.list_keys(db, accounts.get_account(db, "alice@example.com").id)
     assert [(k.prefix, k.name, k.rate_limit_per_minute, k.active) for k in listed] \
         == [(new.info.prefix, "laptop", 5, True)]
 

@@ -14,6 +14,7 @@ from pixeldrop import accounts
 from pixeldrop.accounts import credits
 from pixeldrop.app import create_app
 
+from ..books import new_payer
 from ..generators import FailingGenerator, GatedGenerator
 
 URL = "/text-to-image/v1"
@@ -29,11 +30,6 @@ def running(settings, db, generator):
 def client(settings, sqlite_db, tiny_generator):
     with running(settings, sqlite_db, tiny_generator) as client:
         yield client
-
-
-def new_key(db, email="alice@example.com", credits_=100, rate_limit=None) -> tuple[str, int]:
-    account = accounts.create_account(db, email, free_credits=credits_)
-    return accounts.create_key(db, email, rate_limit_per_minute=rate_limit).key, account.id
 
 
 def post(client, key=None, prompt="photograph of a cat surfing", accept=None, **kwargs):
@@ -56,8 +52,8 @@ def assert_error(response, status: int, fragment: str = ""):
 
 
 def test_success_is_a_512_jpeg_costing_2_credits(client, sqlite_db):
-    key, account_id = new_key(sqlite_db)
-    response = post(client, key)
+    payer = new_payer(sqlite_db)
+    response = post(client, payer.key)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "image/jpeg"
     assert response.headers["x-remaining-credits"] == "98"
@@ -66,7 +62,7 @@ def test_success_is_a_512_jpeg_costing_2_credits(client, sqlite_db):
     assert response.headers["ratelimit-remaining"] == "59"
     image = Image.open(io.BytesIO(response.content))
     assert image.format == "JPEG" and image.size == (512, 512)
-    assert credits.balance(sqlite_db, account_id) == 98
+    assert credits.balance(sqlite_db, payer.account_id) == 98
 
 
 @pytest.mark.parametrize(
@@ -86,7 +82,7 @@ def test_success_is_a_512_jpeg_costing_2_credits(client, sqlite_db):
     ],
 )
 def test_accept_header_chooses_the_format(client, sqlite_db, accept, fmt, content_type):
-    key, _ = new_key(sqlite_db)
+    key = new_payer(sqlite_db).key
     response = post(client, key, accept=accept)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == content_type
@@ -95,7 +91,7 @@ def test_accept_header_chooses_the_format(client, sqlite_db, accept, fmt, conten
 
 
 def test_image_star_prefers_png_when_jpeg_is_refused(client, sqlite_db):
-    key, _ = new_key(sqlite_db)
+    key = new_payer(sqlite_db).key
     response = post(client, key, accept="image/jpeg;q=0, image/*")
     assert response.status_code == 200
     assert response.headers["content-type"] in ("image/png", "image/webp")
@@ -104,22 +100,22 @@ def test_image_star_prefers_png_when_jpeg_is_refused(client, sqlite_db):
 @pytest.mark.parametrize("accept", ["text/html", "application/json", "image/gif", "image/png;q=0",
                                     "image/tiff, text/*"])
 def test_nothing_acceptable_is_406_and_free(client, sqlite_db, accept):
-    key, account_id = new_key(sqlite_db)
-    assert_error(post(client, key, accept=accept), 406, "accept")
-    assert credits.balance(sqlite_db, account_id) == 100
+    payer = new_payer(sqlite_db)
+    assert_error(post(client, payer.key, accept=accept), 406, "accept")
+    assert credits.balance(sqlite_db, payer.account_id) == 100
 
 
 def test_operator_can_change_the_default_format(settings, sqlite_db, tiny_generator):
     settings.default_format = "png"
     with running(settings, sqlite_db, tiny_generator) as client:
-        key, _ = new_key(sqlite_db)
+        key = new_payer(sqlite_db).key
         assert post(client, key).headers["content-type"] == "image/png"
         assert post(client, key, accept="*/*").headers["content-type"] == "image/png"
         assert post(client, key, accept="image/jpeg").headers["content-type"] == "image/jpeg"
 
 
 def test_urlencoded_body_as_python_requests_sends_it(client, sqlite_db):
-    key, _ = new_key(sqlite_db)
+    key = new_payer(sqlite_db).key
     response = client.post(URL, headers={"x-api-key": key}, data={"prompt": "a cat, surfing & smiling"})
     assert response.status_code == 200, response.text
     assert response.headers["x-remaining-credits"] == "98"
@@ -130,20 +126,20 @@ def test_missing_key_is_401(client):
 
 
 def test_unknown_and_revoked_keys_are_403(client, sqlite_db):
-    key, account_id = new_key(sqlite_db)
+    payer = new_payer(sqlite_db)
     assert_error(post(client, "pd_12345678_not-a-key"), 403)
-    assert_error(post(client, key[:-2] + "zz"), 403)
-    accounts.revoke_key(sqlite_db, key)
-    assert_error(post(client, key), 403, "revoked")
-    assert credits.balance(sqlite_db, account_id) == 100
+    assert_error(post(client, payer.key[:-2] + "zz"), 403)
+    accounts.revoke_key(sqlite_db, payer.key)
+    assert_error(post(client, payer.key), 403, "revoked")
+    assert credits.balance(sqlite_db, payer.account_id) == 100
 
 
 def test_revocation_keeps_credits_and_a_new_key_uses_them(client, sqlite_db):
-    key, account_id = new_key(sqlite_db)
-    assert post(client, key).headers["x-remaining-credits"] == "98"
-    accounts.revoke_key(sqlite_db, key[:11])
-    assert_error(post(client, key), 403)
-    fresh = accounts.create_key(sqlite_db, "alice@example.com").key
+    payer = new_payer(sqlite_db)
+    assert post(client, payer.key).headers["x-remaining-credits"] == "98"
+    accounts.revoke_key(sqlite_db, payer.key[:11])
+    assert_error(post(client, payer.key), 403)
+    fresh = accounts.create_key(sqlite_db, payer.email).key
     assert post(client, fresh).headers["x-remaining-credits"] == "96"
 
 
@@ -164,68 +160,68 @@ def test_revocation_keeps_credits_and_a_new_key_uses_them(client, sqlite_db):
     ],
 )
 def test_malformed_requests_are_400_and_free(client, sqlite_db, kwargs, fragment):
-    key, account_id = new_key(sqlite_db)
-    headers = {"x-api-key": key, **kwargs.pop("headers", {})}
+    payer = new_payer(sqlite_db)
+    headers = {"x-api-key": payer.key, **kwargs.pop("headers", {})}
     response = client.post(URL, headers=headers, **kwargs)
     assert_error(response, 400, fragment)
-    assert credits.balance(sqlite_db, account_id) == 100
+    assert credits.balance(sqlite_db, payer.account_id) == 100
 
 
 def test_prompt_of_exactly_1000_characters_is_fine(client, sqlite_db):
-    key, _ = new_key(sqlite_db)
+    key = new_payer(sqlite_db).key
     assert post(client, key, prompt="é" * 1000).status_code == 200
 
 
 def test_oversized_body_is_413_and_free(client, sqlite_db):
-    key, account_id = new_key(sqlite_db)
-    assert_error(post(client, key, prompt="x" * 70_000), 413, "larger")
+    payer = new_payer(sqlite_db)
+    assert_error(post(client, payer.key, prompt="x" * 70_000), 413, "larger")
 
     def chunks():  # no Content-Length: the limit holds while streaming too
         yield b"prompt="
         for _ in range(100):
             yield b"x" * 1000
 
-    response = client.post(URL, headers={"x-api-key": key, "content-type": "application/x-www-form-urlencoded"},
+    response = client.post(URL, headers={"x-api-key": payer.key, "content-type": "application/x-www-form-urlencoded"},
                            content=chunks())
     assert_error(response, 413)
-    assert credits.balance(sqlite_db, account_id) == 100
+    assert credits.balance(sqlite_db, payer.account_id) == 100
 
 
 def test_no_credits_is_402_with_remaining_credits(client, sqlite_db):
-    key, account_id = new_key(sqlite_db, credits_=3)
-    assert post(client, key).headers["x-remaining-credits"] == "1"
-    response = post(client, key)
+    payer = new_payer(sqlite_db, credits=3)
+    assert post(client, payer.key).headers["x-remaining-credits"] == "1"
+    response = post(client, payer.key)
     assert_error(response, 402, "credits")
     assert response.headers["x-remaining-credits"] == "1"
     assert response.headers["x-credits-consumed"] == "0"
-    assert credits.balance(sqlite_db, account_id) == 1
+    assert credits.balance(sqlite_db, payer.account_id) == 1
 
 
 def test_rate_limit_is_per_key_429_with_retry_after_and_free(client, sqlite_db):
-    key, account_id = new_key(sqlite_db, rate_limit=2)
-    other, _ = new_key(sqlite_db, email="bob@example.com")
-    assert post(client, key).status_code == 200
-    assert post(client, key).status_code == 200
-    limited = post(client, key)
+    payer = new_payer(sqlite_db, rate_limit=2)
+    other = new_payer(sqlite_db, "bob@example.com").key
+    assert post(client, payer.key).status_code == 200
+    assert post(client, payer.key).status_code == 200
+    limited = post(client, payer.key)
     assert_error(limited, 429, "too many")
     assert 1 <= int(limited.headers["retry-after"]) <= 60
     assert limited.headers["ratelimit-limit"] == "2"
     assert limited.headers["ratelimit-remaining"] == "0"
-    assert credits.balance(sqlite_db, account_id) == 96
+    assert credits.balance(sqlite_db, payer.account_id) == 96
     assert post(client, other).status_code == 200, "other keys have their own limit"
 
 
 def test_generation_failure_is_500_json_and_refunded(settings, sqlite_db):
     with running(settings, sqlite_db, FailingGenerator()) as client:
-        key, account_id = new_key(sqlite_db)
-        assert_error(post(client, key), 500, "failed")
-        assert credits.balance(sqlite_db, account_id) == 100
+        payer = new_payer(sqlite_db)
+        assert_error(post(client, payer.key), 500, "failed")
+        assert credits.balance(sqlite_db, payer.account_id) == 100
 
 
 def test_server_stays_responsive_while_generating(settings, sqlite_db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with running(settings, sqlite_db, gated) as client:
-        key, _ = new_key(sqlite_db)
+        key = new_payer(sqlite_db).key
         result = {}
         busy = threading.Thread(target=lambda: result.setdefault("image", post(client, key)))
         busy.start()
@@ -258,7 +254,7 @@ def test_servers_sharing_redis_share_each_keys_limit(settings, sqlite_db, tiny_g
 
     RateLimiter(redis_url).reset()
     settings.redis_url = redis_url
-    key, _ = new_key(sqlite_db, rate_limit=2)
+    key = new_payer(sqlite_db, rate_limit=2).key
     with running(settings, sqlite_db, tiny_generator) as first, running(settings, sqlite_db, tiny_generator) as second:
         assert post(first, key).status_code == 200
         assert post(second, key).status_code == 200

@@ -12,9 +12,10 @@ from sqlalchemy import update
 from pixeldrop.accounts import credits
 from pixeldrop.storage import IdempotencyKey, utcnow
 
+from ..books import assert_books_balance, ledger, new_payer, requests_by_state
 from ..generators import GatedGenerator
 from ..server import wait_until
-from .test_money import assert_books_balance, ledger_rows, live_server, new_account, requests_by_state
+from .test_money import live_server
 
 URL = "/text-to-image/v1"
 
@@ -34,86 +35,86 @@ def replayed(response: httpx.Response) -> bool:
 
 def test_a_retry_with_the_same_key_replays_the_first_answer_and_is_not_charged(settings, db, tiny_generator):
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db)
-        first = post(live, key, "retry-1", seed=None)  # a random seed: the replay must carry the same one
+        payer = new_payer(db)
+        first = post(live, payer.key, "retry-1", seed=None)  # a random seed: the replay must carry the same one
         assert first.status_code == 200, first.text
         assert not replayed(first) and "idempotent-replayed" not in first.headers
-        again = post(live, key, "retry-1", seed=None)
+        again = post(live, payer.key, "retry-1", seed=None)
         assert again.status_code == 200 and replayed(again)
         assert again.content == first.content
         for header in ("content-type", "seed", "x-remaining-credits", "x-credits-consumed", "ratelimit-remaining"):
             assert again.headers[header] == first.headers[header], header
         assert first.headers["x-remaining-credits"] == "98"
 
-        assert ledger_rows(db, account_id) == [("free", 100), ("image", -2)], "one charge for the two answers"
-        assert requests_by_state(db, account_id) == {"charged": ["charged"]}
-        assert credits.balance(db, account_id) == 98
+        assert ledger(db, payer.account_id) == [("free", 100), ("image", -2)], "one charge for the two answers"
+        assert requests_by_state(db, payer.account_id) == {"charged": ["charged"]}
+        assert credits.balance(db, payer.account_id) == 98
 
-        unkeyed = post(live, key, None, seed=None)
+        unkeyed = post(live, payer.key, None, seed=None)
         assert unkeyed.status_code == 200 and not replayed(unkeyed)
-        other_key = post(live, key, "retry-2", seed=None)
+        other_key = post(live, payer.key, "retry-2", seed=None)
         assert other_key.status_code == 200 and not replayed(other_key)
-        assert credits.balance(db, account_id) == 94
-    assert_books_balance(db, account_id)
+        assert credits.balance(db, payer.account_id) == 94
+    assert_books_balance(db, payer.account_id)
 
 
 def test_the_same_key_with_another_request_is_422_and_changes_nothing(settings, db, tiny_generator):
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db)
-        assert post(live, key, "once").status_code == 200
+        payer = new_payer(db)
+        assert post(live, payer.key, "once").status_code == 200
         for changed in ({"prompt": "a green apple"}, {"seed": "8"}, {"seed": None}, {"accept": "image/jpeg"}):
-            refused = post(live, key, "once", **changed)
+            refused = post(live, payer.key, "once", **changed)
             assert refused.status_code == 422, (changed, refused.text)
             assert refused.json() == {"error": "This Idempotency-Key was already used for a different request; "
                                                "use a new key for a new request."}
-        assert ledger_rows(db, account_id) == [("free", 100), ("image", -2)]
-        assert replayed(post(live, key, "once")), "the key still answers its own request"
-    assert_books_balance(db, account_id)
+        assert ledger(db, payer.account_id) == [("free", 100), ("image", -2)]
+        assert replayed(post(live, payer.key, "once")), "the key still answers its own request"
+    assert_books_balance(db, payer.account_id)
 
 
 def test_of_two_requests_at_once_with_one_key_one_runs_and_the_other_gets_409(settings, db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
+        payer = new_payer(db)
         answers: list[httpx.Response] = []
-        first = threading.Thread(target=lambda: answers.append(post(live, key, "at-once")))
+        first = threading.Thread(target=lambda: answers.append(post(live, payer.key, "at-once")))
         first.start()
         assert gated.started.wait(timeout=30)  # the first is being made: its key is claimed
-        second = post(live, key, "at-once")
+        second = post(live, payer.key, "at-once")
         assert second.status_code == 409, second.text
         assert second.json() == {"error": "A request with this Idempotency-Key is still being answered; "
                                           "retry once it has finished."}
         gated.gate.set()
         first.join(timeout=60)
         assert answers[0].status_code == 200 and not replayed(answers[0])
-        third = post(live, key, "at-once")
+        third = post(live, payer.key, "at-once")
         assert replayed(third) and third.content == answers[0].content
     assert gated.prompts == ["a red apple"], "the model ran once"
-    assert requests_by_state(db, account_id) == {"charged": ["charged"]}
-    assert credits.balance(db, account_id) == 98
+    assert requests_by_state(db, payer.account_id) == {"charged": ["charged"]}
+    assert credits.balance(db, payer.account_id) == 98
 
 
 def test_keys_belong_to_their_account(settings, db, tiny_generator):
     with live_server(settings, db, tiny_generator) as live:
-        alice_key, alice = new_account(db, email="alice@example.com")
-        bob_key, bob = new_account(db, email="bob@example.com")
-        first = post(live, alice_key, "shared-key")
-        other = post(live, bob_key, "shared-key", prompt="bob's own prompt")
+        alice = new_payer(db, "alice@example.com")
+        bob = new_payer(db, "bob@example.com")
+        first = post(live, alice.key, "shared-key")
+        other = post(live, bob.key, "shared-key", prompt="bob's own prompt")
         assert first.status_code == other.status_code == 200
         assert not replayed(other)
-        assert credits.balance(db, alice) == credits.balance(db, bob) == 98
+        assert credits.balance(db, alice.account_id) == credits.balance(db, bob.account_id) == 98
 
 
 def test_an_expired_key_runs_again(settings, db, tiny_generator):
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db)
-        assert post(live, key, "day-old").status_code == 200
+        payer = new_payer(db)
+        assert post(live, payer.key, "day-old").status_code == 200
         with db.session() as session:  # its 24 hours have passed
             session.execute(update(IdempotencyKey).values(expires_at=utcnow()))
-        again = post(live, key, "day-old", prompt="now another request")
+        again = post(live, payer.key, "day-old", prompt="now another request")
         assert again.status_code == 200 and not replayed(again)
-        assert replayed(post(live, key, "day-old", prompt="now another request"))
-    assert ledger_rows(db, account_id) == [("free", 100), ("image", -2), ("image", -2)]
+        assert replayed(post(live, payer.key, "day-old", prompt="now another request"))
+    assert ledger(db, payer.account_id) == [("free", 100), ("image", -2), ("image", -2)]
 
 
 class FailsOnce:
@@ -137,15 +138,15 @@ class FailsOnce:
 
 def test_a_failed_first_request_releases_its_key(settings, db, tiny_generator):
     with live_server(settings, db, FailsOnce(tiny_generator)) as live:
-        key, account_id = new_account(db)
-        failed = post(live, key, "flaky")
+        payer = new_payer(db)
+        failed = post(live, payer.key, "flaky")
         assert failed.status_code == 500 and not replayed(failed)
-        retried = post(live, key, "flaky")
+        retried = post(live, payer.key, "flaky")
         assert retried.status_code == 200 and not replayed(retried), "the 500 was not stored: the retry ran"
-        assert replayed(post(live, key, "flaky"))
-    assert requests_by_state(db, account_id) == {"refunded": ["failed"], "charged": ["charged"]}
-    assert credits.balance(db, account_id) == 98
-    assert_books_balance(db, account_id)
+        assert replayed(post(live, payer.key, "flaky"))
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["failed"], "charged": ["charged"]}
+    assert credits.balance(db, payer.account_id) == 98
+    assert_books_balance(db, payer.account_id)
 
 
 def _send_and_hang_up_later(port: int, key: str, idempotency_key: str) -> socket.socket:
@@ -161,39 +162,39 @@ def _send_and_hang_up_later(port: int, key: str, idempotency_key: str) -> socket
 def test_a_client_that_hangs_up_releases_its_key(settings, db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
-        gone = _send_and_hang_up_later(live.port, key, "hung-up")
+        payer = new_payer(db)
+        gone = _send_and_hang_up_later(live.port, payer.key, "hung-up")
         assert gated.started.wait(timeout=30)
         gone.close()
-        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == ["abandoned"], "the refund")
+        wait_until(lambda: requests_by_state(db, payer.account_id).get("refunded") == ["abandoned"], "the refund")
         gated.gate.set()
-        retried = post(live, key, "hung-up")
+        retried = post(live, payer.key, "hung-up")
         assert retried.status_code == 200 and not replayed(retried)
-    assert requests_by_state(db, account_id) == {"refunded": ["abandoned"], "charged": ["charged"]}
-    assert credits.balance(db, account_id) == 98
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["abandoned"], "charged": ["charged"]}
+    assert credits.balance(db, payer.account_id) == 98
 
 
 def test_an_answer_refused_for_credits_is_replayed_as_stripe_does(settings, db, tiny_generator):
     """A request that reached execution keeps its answer, 4xx included: a new attempt takes a new key."""
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db, credits_=0)
-        broke = post(live, key, "no-money")
+        payer = new_payer(db, credits=0)
+        broke = post(live, payer.key, "no-money")
         assert broke.status_code == 402 and not replayed(broke)
-        credits.add_credits(db, account_id, 2, "operator")
-        again = post(live, key, "no-money")
+        credits.add_credits(db, payer.account_id, 2, "operator")
+        again = post(live, payer.key, "no-money")
         assert again.status_code == 402 and replayed(again)
         assert again.content == broke.content and again.headers["x-remaining-credits"] == "0"
-        assert post(live, key, "new-attempt").status_code == 200
-    assert credits.balance(db, account_id) == 0
+        assert post(live, payer.key, "new-attempt").status_code == 200
+    assert credits.balance(db, payer.account_id) == 0
 
 
 def test_a_malformed_key_is_400_and_costs_nothing(settings, db, tiny_generator):
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db)
+        payer = new_payer(db)
         for bad in ("k" * 256, ""):
-            refused = post(live, key, bad)
+            refused = post(live, payer.key, bad)
             assert refused.status_code == 400, refused.text
             assert refused.json() == {"error": "The Idempotency-Key header must be 1 to 255 characters long."}
-        assert credits.balance(db, account_id) == 100
-        assert post(live, key, "k" * 255).status_code == 200
-    assert requests_by_state(db, account_id) == {"refused": ["invalid_request"] * 2, "charged": ["charged"]}
+        assert credits.balance(db, payer.account_id) == 100
+        assert post(live, payer.key, "k" * 255).status_code == 200
+    assert requests_by_state(db, payer.account_id) == {"refused": ["invalid_request"] * 2, "charged": ["charged"]}

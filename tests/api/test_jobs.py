@@ -17,13 +17,14 @@ from PIL import Image
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from pixeldrop import accounts
-from pixeldrop.storage import Database, ImageRequest, Job, LedgerEntry, utcnow
+from pixeldrop.storage import Database, Job, utcnow
 
+from ..books import ledger, new_payer, request_states
 from ..jobs.receiver import Receiver
 from ..server import Server, cli, wait_until
 
 JOBS = "/v1/jobs"
+UNLIMITED = 100_000  # requests per minute, for keys whose tests are not about the rate limit
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -38,11 +39,6 @@ def backend(request, tmp_path):
     db = Database.open(url)
     yield home, env, db
     db.close()
-
-
-def new_key(db, email: str, credits: int, rate_limit: int = 100_000) -> str:
-    accounts.create_account(db, email, free_credits=credits)
-    return accounts.create_key(db, email, rate_limit_per_minute=rate_limit).key
 
 
 def kill(server: Server) -> None:
@@ -68,31 +64,16 @@ class Client:
         return self.get(f"/{job_id}").json()["status"]
 
 
-def ledger(db, email: str) -> list[tuple[str, int]]:
-    account_id = accounts.get_account(db, email).id
-    with db.session() as session:
-        return [tuple(row) for row in session.execute(select(LedgerEntry.reason, LedgerEntry.delta)
-                                                      .where(LedgerEntry.account_id == account_id)
-                                                      .order_by(LedgerEntry.id))]
-
-
-def request_states(db, email: str) -> list[str]:
-    account_id = accounts.get_account(db, email).id
-    with db.session() as session:
-        return list(session.scalars(select(ImageRequest.state).where(ImageRequest.account_id == account_id)
-                                    .order_by(ImageRequest.id)))
-
-
 def test_jobs_wait_in_the_database_for_a_server_that_runs_them(backend, tiny_model):
     home, env, db = backend
-    alice = new_key(db, "alice@example.com", credits=10)
-    bob = new_key(db, "bob@example.com", credits=10, rate_limit=3)
-    poor = new_key(db, "poor@example.com", credits=1)
+    alice = new_payer(db, "alice@example.com", credits=10, rate_limit=UNLIMITED)
+    bob = new_payer(db, "bob@example.com", credits=10, rate_limit=3)
+    poor = new_payer(db, "poor@example.com", credits=1, rate_limit=UNLIMITED)
 
     # A server that accepts jobs and does not make them (PIXELDROP_RUN_JOBS=false): they stay queued.
     front = Server(home, "--model", tiny_model, PIXELDROP_RUN_JOBS="false", **env).start()
     try:
-        api = Client(front.url, alice)
+        api = Client(front.url, alice.key)
         png = api.submit(files={"prompt": (None, "a red apple"), "seed": (None, "42"), "output_format": (None, "png")})
         assert png.status_code == 202, png.text
         job = png.json()
@@ -116,7 +97,7 @@ def test_jobs_wait_in_the_database_for_a_server_that_runs_them(backend, tiny_mod
         assert reused.status_code == 422 and set(reused.json()) == {"error"}
         assert api.delete(first.json()["id"]).headers["x-remaining-credits"] == "2"
 
-        polled = requests.get(job["status_url"], headers={"Authorization": f"Bearer {alice}"}, timeout=60)
+        polled = requests.get(job["status_url"], headers={"Authorization": f"Bearer {alice.key}"}, timeout=60)
         assert polled.status_code == 200 and polled.json()["status"] == "queued"
         early = api.get(f"/{job['id']}/result")
         assert early.status_code == 409 and early.json() == {"error": "The job is queued: its image is not made yet."}
@@ -127,13 +108,13 @@ def test_jobs_wait_in_the_database_for_a_server_that_runs_them(backend, tiny_mod
         again = api.delete(doomed.json()["id"])
         assert again.status_code == 409 and set(again.json()) == {"error"}
 
-        other = Client(front.url, bob)
+        other = Client(front.url, bob.key)
         assert [other.get(f"/{job['id']}").status_code, other.get(f"/{job['id']}/result").status_code,
                 other.delete(job["id"]).status_code] == [404, 404, 404], "another account's job is not found"
         limited = other.get(f"/{job['id']}")
         assert limited.status_code == 429 and "retry-after" in limited.headers
 
-        broke = Client(front.url, poor).submit(data={"prompt": "a red apple"})
+        broke = Client(front.url, poor.key).submit(data={"prompt": "a red apple"})
         assert broke.status_code == 402 and broke.headers["x-remaining-credits"] == "1"
         private = api.submit(json={"prompt": "a red apple", "webhook_url": "http://127.0.0.1:9/hook"})
         assert private.status_code == 400 and "private, loopback or link-local" in private.json()["error"]
@@ -143,14 +124,14 @@ def test_jobs_wait_in_the_database_for_a_server_that_runs_them(backend, tiny_mod
             assert refused.status_code == 400 and set(refused.json()) == {"error"}, bad
         assert api.submit(headers={"x-api-key": "pd_wrong"}, json={"prompt": "x"}).status_code == 403
         assert api.submit(headers={"x-api-key": ""}, json={"prompt": "x"}).status_code == 401
-        assert ledger(db, "alice@example.com") == [("free", 10)] + [("image", -2)] * 5 + [("refund", 2)] * 2
+        assert ledger(db, alice.account_id) == [("free", 10)] + [("image", -2)] * 5 + [("refund", 2)] * 2
     finally:
         kill(front)  # as a crash would: nothing accepted may be lost
 
     receiver = Receiver(answers=(500,))
     worker = Server(home, "--model", tiny_model, PIXELDROP_WEBHOOK_ALLOW_PRIVATE="true", **env).start()
     try:
-        api = Client(worker.url, alice)
+        api = Client(worker.url, alice.key)
         hooked = api.submit(json={"prompt": "a red apple", "webhook_url": receiver.url}).json()
         jobs = [job["id"], plain["id"], webp["id"], hooked["id"]]
         wait_until(lambda: [api.status(job_id) for job_id in jobs] == ["succeeded"] * 4, "the jobs", timeout=120)
@@ -184,37 +165,37 @@ def test_jobs_wait_in_the_database_for_a_server_that_runs_them(backend, tiny_mod
     finally:
         worker.stop()
         receiver.close()
-    assert ledger(db, "alice@example.com") == \
+    assert ledger(db, alice.account_id) == \
         [("free", 10)] + [("image", -2)] * 5 + [("refund", 2)] * 2 + [("image", -2)]
     # 4 made and charged, 2 canceled and refunded, 6 refused before any credit moved (400s)
-    assert Counter(request_states(db, "alice@example.com")) == {"charged": 4, "refunded": 2, "refused": 6}
+    assert Counter(request_states(db, alice.account_id)) == {"charged": 4, "refunded": 2, "refused": 6}
 
 
 def test_a_job_running_when_its_server_is_killed_is_made_once_after_a_restart(backend, tiny_model):
     home, env, db = backend
-    key = new_key(db, "alice@example.com", credits=10)
+    alice = new_payer(db, "alice@example.com", credits=10, rate_limit=UNLIMITED)
     # Enough denoising steps that the first job is surely still running when the process dies.
     doomed = Server(home, "--model", tiny_model, "--steps", "1000", PIXELDROP_WARM_UP="false",
                     PIXELDROP_JOBS_AT_ONCE="1", **env).start()
     try:
-        api = Client(doomed.url, key)
+        api = Client(doomed.url, alice.key)
         jobs = [api.submit(data={"prompt": f"prompt {i}"}).json()["id"] for i in range(2)]
         wait_until(lambda: api.status(jobs[0]) == "running", "the first job to start", timeout=120)
     finally:
         kill(doomed)
-    assert request_states(db, "alice@example.com") == ["pending", "pending"]
+    assert request_states(db, alice.account_id) == ["pending", "pending"]
 
     # The next server gives the abandoned job back to the queue: on SQLite as it starts, on
     # PostgreSQL (which other live servers may share) once its claim is older than the stale age.
     restarted = Server(home, "--model", tiny_model, PIXELDROP_GENERATION_DEADLINE_SECONDS="5",
                        PIXELDROP_STALE_RESERVATION_SECONDS="6", **env).start()
     try:
-        api = Client(restarted.url, key)
+        api = Client(restarted.url, alice.key)
         wait_until(lambda: [api.status(job) for job in jobs] == ["succeeded"] * 2, "both jobs", timeout=120)
     finally:
         restarted.stop()
-    assert ledger(db, "alice@example.com") == [("free", 10), ("image", -2), ("image", -2)], "charged once each"
-    assert request_states(db, "alice@example.com") == ["charged", "charged"]
+    assert ledger(db, alice.account_id) == [("free", 10), ("image", -2), ("image", -2)], "charged once each"
+    assert request_states(db, alice.account_id) == ["charged", "charged"]
     with db.session() as session:
         attempts = dict(session.execute(select(Job.public_id, Job.attempts)).all())
     assert attempts == {jobs[0]: 2, jobs[1]: 1}, "the killed job ran again, once; the other once"

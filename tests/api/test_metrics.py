@@ -25,12 +25,13 @@ def test_metrics_count_what_was_served(settings, sqlite_db, tiny_generator):
                                 files={"prompt": (None, "a red apple")}).status_code for _ in range(3)]
         client.get("/no/such/page")
         found = samples(client)
+        health = client.get("/healthz").json()
     assert statuses == [200, 200, 402]
     route = (("route", "/text-to-image/v1"),)
     assert found[("pixeldrop_http_request_duration_seconds_count", route + (("status", "200"),))] == 2
     assert found[("pixeldrop_http_request_duration_seconds_count", route + (("status", "402"),))] == 1
     assert found[("pixeldrop_http_request_duration_seconds_count", (("route", "other"), ("status", "404")))] == 1
-    assert found[("pixeldrop_images_total", ())] == 2
+    assert found[("pixeldrop_images_total", ())] == 2 == health["images_made"], "one count, shown twice"
     assert found[("pixeldrop_credits_charged_total", ())] == 4
     assert found[("pixeldrop_batch_size_count", ())] == 2 and found[("pixeldrop_queue_wait_seconds_count", ())] == 2
     assert found[("pixeldrop_replicas", (("state", "running"),))] == 1

@@ -15,13 +15,11 @@ from urllib.parse import urlencode
 
 import httpx
 import uvicorn
-from sqlalchemy import func, select
 
-from pixeldrop import accounts
 from pixeldrop.accounts import credits
 from pixeldrop.app import create_app
-from pixeldrop.storage import ImageRequest, LedgerEntry
 
+from ..books import assert_books_balance, ledger, new_payer, requests_by_state
 from ..generators import GatedGenerator
 from ..server import free_port, wait_until
 
@@ -81,106 +79,77 @@ def post_in_background(live: Live, key: str) -> tuple[threading.Thread, list[htt
     return client, answers
 
 
-def requests_by_state(db, account_id: int) -> dict[str, list[str | None]]:
-    """`{state: [outcome, ...]}` of the account's usage rows, oldest first."""
-    with db.session() as session:
-        rows = session.execute(select(ImageRequest.state, ImageRequest.outcome)
-                               .where(ImageRequest.account_id == account_id).order_by(ImageRequest.id)).all()
-    found: dict[str, list[str | None]] = {}
-    for state, outcome in rows:
-        found.setdefault(state, []).append(outcome)
-    return found
-
-
-def ledger_rows(db, account_id: int) -> list[tuple[str, int]]:
-    with db.session() as session:
-        return [tuple(row) for row in session.execute(
-            select(LedgerEntry.reason, LedgerEntry.delta).where(LedgerEntry.account_id == account_id)
-            .order_by(LedgerEntry.id))]
-
-
-def assert_books_balance(db, account_id: int) -> None:
-    """The balance is what the ledger adds up to, and every charged image is in it once."""
-    with db.session() as session:
-        total = session.scalar(select(func.sum(LedgerEntry.delta)).where(LedgerEntry.account_id == account_id))
-    assert total == credits.balance(db, account_id)
-
-
-def new_account(db, credits_: int = 100, email: str = "payer@example.com") -> tuple[str, int]:
-    account = accounts.create_account(db, email, free_credits=credits_)
-    return accounts.create_key(db, email).key, account.id
-
-
 def test_a_client_that_hangs_up_is_not_charged_and_its_queued_job_never_runs(settings, db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
-        running = open_request(live.port, key, "running when its client leaves")
+        payer = new_payer(db)
+        running = open_request(live.port, payer.key, "running when its client leaves")
         assert gated.started.wait(timeout=30)
-        queued = open_request(live.port, key, "queued when its client leaves")
-        wait_until(lambda: len(requests_by_state(db, account_id).get("pending", [])) == 2, "two reservations")
+        queued = open_request(live.port, payer.key, "queued when its client leaves")
+        wait_until(lambda: len(requests_by_state(db, payer.account_id).get("pending", [])) == 2, "two reservations")
 
         queued.close()
-        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == ["abandoned"],
+        wait_until(lambda: requests_by_state(db, payer.account_id).get("refunded") == ["abandoned"],
                    "the queued one refunded")
         running.close()
-        wait_until(lambda: requests_by_state(db, account_id).get("refunded") == ["abandoned"] * 2, "both refunded")
-        assert credits.balance(db, account_id) == 100
+        wait_until(lambda: requests_by_state(db, payer.account_id).get("refunded") == ["abandoned"] * 2,
+                   "both refunded")
+        assert credits.balance(db, payer.account_id) == 100
 
         gated.gate.set()
-        answered = post(live, key, "a client that stays")
+        answered = post(live, payer.key, "a client that stays")
         assert answered.status_code == 200
         assert answered.headers["x-remaining-credits"] == "98"
     assert gated.prompts == ["running when its client leaves", "a client that stays"], \
         "the job whose client left while it was queued never reached the model"
-    assert requests_by_state(db, account_id) == {"refunded": ["abandoned", "abandoned"], "charged": ["charged"]}
-    assert_books_balance(db, account_id)
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["abandoned", "abandoned"], "charged": ["charged"]}
+    assert_books_balance(db, payer.account_id)
 
 
 def test_a_full_queue_is_503_before_any_credit_moves(settings, db, tiny_generator):
     settings.queue_size = 1
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        busy_key, _ = new_account(db, email="busy@example.com")
-        key, account_id = new_account(db, credits_=2)  # exactly one image's worth
+        busy_key = new_payer(db, "busy@example.com").key
+        payer = new_payer(db, credits=2)  # exactly one image's worth
         first = open_request(live.port, busy_key, "keeps the model busy")
         assert gated.started.wait(timeout=30)
         second = open_request(live.port, busy_key, "takes the only queue place")
         wait_until(lambda: live.services.engine.queued == 1, "the queue to fill")
 
-        refused = post(live, key)
+        refused = post(live, payer.key)
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["retry-after"]) >= 1
-        assert ledger_rows(db, account_id) == [("free", 2)], "a 503 writes no ledger row"
-        assert requests_by_state(db, account_id) == {"refused": ["busy"]}
-        assert credits.balance(db, account_id) == 2
+        assert ledger(db, payer.account_id) == [("free", 2)], "a 503 writes no ledger row"
+        assert requests_by_state(db, payer.account_id) == {"refused": ["busy"]}
+        assert credits.balance(db, payer.account_id) == 2
         gated.gate.set()
         for connection in (first, second):
             connection.close()
         wait_until(lambda: live.services.engine.queued == 0, "the queue to drain")
-        assert post(live, key).status_code == 200
-    assert credits.balance(db, account_id) == 0
+        assert post(live, payer.key).status_code == 200
+    assert credits.balance(db, payer.account_id) == 0
 
 
 def test_the_generation_deadline_ends_in_503_and_refunds(settings, db, tiny_generator):
     settings.generation_deadline_seconds = 0.5
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
-        late = post(live, key)
+        payer = new_payer(db)
+        late = post(live, payer.key)
         assert late.status_code == 503, late.text
         assert "not ready within 0.5 seconds" in late.json()["error"]
-        assert credits.balance(db, account_id) == 100
-        assert requests_by_state(db, account_id) == {"refunded": ["busy"]}
+        assert credits.balance(db, payer.account_id) == 100
+        assert requests_by_state(db, payer.account_id) == {"refunded": ["busy"]}
         gated.gate.set()
-    assert_books_balance(db, account_id)
+    assert_books_balance(db, payer.account_id)
 
 
 def test_the_sweeper_never_refunds_a_request_this_process_is_serving(settings, db, tiny_generator):
     gated = GatedGenerator(tiny_generator)
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
-        client, answers = post_in_background(live, key)
+        payer = new_payer(db)
+        client, answers = post_in_background(live, payer.key)
         assert gated.started.wait(timeout=30)
         paid = live.services.paid
         paid.stale_after = timedelta(0)  # every pending reservation now looks stale...
@@ -188,5 +157,5 @@ def test_the_sweeper_never_refunds_a_request_this_process_is_serving(settings, d
         gated.gate.set()
         client.join()
     assert answers[0].status_code == 200
-    assert requests_by_state(db, account_id) == {"charged": ["charged"]}
-    assert credits.balance(db, account_id) == 98
+    assert requests_by_state(db, payer.account_id) == {"charged": ["charged"]}
+    assert credits.balance(db, payer.account_id) == 98

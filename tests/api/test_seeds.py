@@ -18,9 +18,10 @@ from pixeldrop.generation import default_model
 from pixeldrop.generation.metadata import public_model_name
 from pixeldrop.seeds import MAX_SEED
 
+from ..books import new_payer
 from ..server import Server, cli
 from ..web.conftest import csrf, running, sign_up
-from .test_money import live_server, new_account
+from .test_money import live_server
 
 URL_PATH = "/text-to-image/v1"
 TINY_STEPS = 2  # tests/tiny_pipeline.py's recipe
@@ -127,7 +128,7 @@ def test_models_are_named_not_located():
 def test_image_metadata_false_leaves_pngs_without_parameters(settings, sqlite_db, tiny_generator):
     settings.image_metadata = False
     with live_server(settings, sqlite_db, tiny_generator) as live:
-        key, _ = new_account(sqlite_db)
+        key = new_payer(sqlite_db).key
         png = post(live.url, key, "7")
         assert png.status_code == 200 and png.headers["seed"] == "7"
         assert Image.open(io.BytesIO(png.content)).format == "PNG" and parameters(png.content) is None

@@ -17,9 +17,10 @@ from pixeldrop.accounts import credits
 from pixeldrop.storage import Database
 from pixeldrop.storage.database import create_db_engine
 
+from ..books import assert_books_balance, new_payer, requests_by_state
 from ..generators import FailingGenerator, GatedGenerator
 from ..server import BIN, cli_env
-from .test_money import assert_books_balance, live_server, new_account, post, post_in_background, requests_by_state
+from .test_money import live_server, post, post_in_background
 
 NEUTRAL = "The service's storage is unavailable; try again shortly."
 
@@ -33,8 +34,8 @@ def test_a_refund_blocked_by_a_locked_database_stalls_nothing_and_is_retried(set
     db = Database.open(f"sqlite:///{db_path}", busy_timeout=2.0)
     gated = GatedGenerator(FailingGenerator())
     with live_server(settings, db, gated) as live:
-        key, account_id = new_account(db)
-        client, answers = post_in_background(live, key)
+        payer = new_payer(db)
+        client, answers = post_in_background(live, payer.key)
         assert gated.started.wait(timeout=30)
         lock = sqlite3.connect(db_path, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")  # another process holds the database past the busy timeout
@@ -50,44 +51,44 @@ def test_a_refund_blocked_by_a_locked_database_stalls_nothing_and_is_retried(set
 
         lock.execute("ROLLBACK")
         lock.close()
-        assert credits.balance(db, account_id) == 98, "the refund could not be written yet"
+        assert credits.balance(db, payer.account_id) == 98, "the refund could not be written yet"
         assert asyncio.run(live.services.paid.sweep()) == 1, "the next sweep retries it"
-    assert credits.balance(db, account_id) == 100
-    assert requests_by_state(db, account_id) == {"refunded": ["failed"]}
-    assert_books_balance(db, account_id)
+    assert credits.balance(db, payer.account_id) == 100
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["failed"]}
+    assert_books_balance(db, payer.account_id)
     db.close()
 
 
 def test_a_locked_database_answers_503_with_a_neutral_message(settings, db_path, tiny_generator):
     db = Database.open(f"sqlite:///{db_path}", busy_timeout=0.5)
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db)
+        payer = new_payer(db)
         lock = sqlite3.connect(db_path, isolation_level=None)
         lock.execute("BEGIN EXCLUSIVE")
-        refused = post(live, key)
+        refused = post(live, payer.key)
         lock.execute("ROLLBACK")
         lock.close()
         assert refused.status_code == 503
         assert refused.json() == {"error": NEUTRAL}
         assert "retry-after" in refused.headers
-        assert post(live, key).status_code == 200, "the server recovers with its database"
-    assert credits.balance(db, account_id) == 98
+        assert post(live, payer.key).status_code == 200, "the server recovers with its database"
+    assert credits.balance(db, payer.account_id) == 98
     db.close()
 
 
 def test_a_read_only_database_at_run_time_answers_503(settings, db_path, tiny_generator):
     writable = Database.open(f"sqlite:///{db_path}")
-    key, account_id = new_account(writable)
+    payer = new_payer(writable)
     writable.close()
     read_only = Database(create_db_engine(f"sqlite:///file:{db_path}?mode=ro&uri=true"))
     with live_server(settings, read_only, tiny_generator) as live:
-        refused = post(live, key)
+        refused = post(live, payer.key)
         assert refused.status_code == 503 and refused.json() == {"error": NEUTRAL}
         assert httpx.get(live.url + "/healthz").status_code == 200
     read_only.close()
     with_writes = Database.open(f"sqlite:///{db_path}")
-    assert credits.balance(with_writes, account_id) == 100
-    assert requests_by_state(with_writes, account_id) == {}
+    assert credits.balance(with_writes, payer.account_id) == 100
+    assert requests_by_state(with_writes, payer.account_id) == {}
     with_writes.close()
 
 

@@ -1,17 +1,18 @@
 """Fixtures for the jobs domain: accounts, a model that answers at once, and a helper to run the
-job runner's asyncio code from a test."""
+job runner's asyncio code from a test. The books' helpers (tests/books.py) are imported here for
+the jobs tests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from PIL import Image
-from sqlalchemy import select
 
-from pixeldrop import accounts
-from pixeldrop.storage import ImageRequest, LedgerEntry
+from ..books import Payer, ledger, new_payer, request_outcomes, request_states
+
+__all__ = ["KEEP", "PRICE", "InstantGenerator", "Payer", "ledger", "new_payer", "payer", "request_outcomes",
+           "request_states"]
 
 KEEP = timedelta(hours=24)
 PRICE = 2
@@ -33,39 +34,8 @@ class InstantGenerator:
         return {"model": "instant", "num_inference_steps": self.steps}
 
 
-@dataclass(frozen=True)
-class Payer:
-    account_id: int
-    key_id: int
-    email: str
-
-
-def new_payer(db, email: str = "payer@example.com", credits: int = 10) -> Payer:
-    account = accounts.create_account(db, email, free_credits=credits)
-    key = accounts.create_key(db, email).info
-    return Payer(account.id, key.id, email)
-
-
 @pytest.fixture
 def payer(db) -> Payer:
-    return new_payer(db)
+    return new_payer(db, credits=10)
 
 
-def ledger(db, account_id: int) -> list[tuple[str, int]]:
-    with db.session() as session:
-        return [tuple(row) for row in session.execute(
-            select(LedgerEntry.reason, LedgerEntry.delta).where(LedgerEntry.account_id == account_id)
-            .order_by(LedgerEntry.id))]
-
-
-def request_states(db, account_id: int) -> list[str]:
-    with db.session() as session:
-        return list(session.scalars(select(ImageRequest.state).where(ImageRequest.account_id == account_id)
-                                    .order_by(ImageRequest.id)))
-
-
-def request_outcomes(db, account_id: int) -> list[str | None]:
-    """How each of the account's requests ended, in words (None: pending), oldest first."""
-    with db.session() as session:
-        return list(session.scalars(select(ImageRequest.outcome).where(ImageRequest.account_id == account_id)
-                                    .order_by(ImageRequest.id)))

@@ -15,6 +15,7 @@ from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, Ou
 from pixeldrop.jobs import Order, store
 from pixeldrop.storage import Job, JobResult, utcnow
 
+from ..statements import statements
 from .conftest import KEEP, PRICE, ledger, new_payer, request_outcomes, request_states
 
 PNG = b"\x89PNG pretend"
@@ -217,9 +218,28 @@ def test_forgetting_prompts_blanks_ended_jobs_only(db, payer):
     ended, waiting, others = submit(db, payer, "a secret"), submit(db, payer, "still needed"), submit(db, other)
     store.cancel(db, payer.account_id, ended.job.id, KEEP)
     store.cancel(db, other.account_id, others.job.id, KEEP)
-    assert store.forget_prompts(db, payer.account_id) == 1  # this account's ended job only
+    with db.session() as session:
+        assert store.forget_ended_prompts(session, payer.account_id) == 1  # this account's ended job only
     assert store.status(db, payer.account_id, ended.job.id, KEEP).prompt == ""
     assert store.status(db, payer.account_id, waiting.job.id, KEEP).prompt == "still needed"  # made from it
     assert store.status(db, other.account_id, others.job.id, KEEP).prompt == "a red apple"
     assert store.forget_prompts(db) == 1  # every account's
     assert store.status(db, other.account_id, others.job.id, KEEP).prompt == ""
+
+
+@pytest.mark.parametrize("ending", ["queued", "charged", "settled by the sweep", "refunded"])
+def test_a_status_reads_the_jobs_request_once(db, payer, ending):
+    job = submit(db, payer).job
+    if ending != "queued":
+        run = store.claim_next(db, "here")
+        if ending == "refunded":
+            store.fail(db, run, "no", Outcome.FAILED, KEEP)
+        else:
+            with db.session() as session:  # "settled by the sweep": the process died before charging
+                session.execute(update(Job).where(Job.id == run.id).values(status="succeeded", finished_at=utcnow()))
+            if ending == "charged":
+                credits.settle(db, run.reservation)
+    with statements(db) as sent:
+        status = store.status(db, payer.account_id, job.id, KEEP)
+    assert len(sent.reads("image_requests")) == 1
+    assert status.credits_charged == (0 if ending in ("queued", "refunded") else PRICE)

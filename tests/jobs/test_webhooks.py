@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import socket
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +20,7 @@ from pixeldrop.generation import GenerationWorker
 from pixeldrop.jobs import Order, store, webhooks
 from pixeldrop.storage import WebhookDelivery
 
+from ..statements import statements
 from ..web.conftest import running as running_app
 from ..web.conftest import sign_up
 from .conftest import KEEP, PRICE, InstantGenerator, new_payer
@@ -181,6 +183,40 @@ def test_each_account_has_one_secret_made_on_first_use(db, payer):
     assert webhooks.account_secret(db, new_payer(db, "other@example.com").account_id) != secret
     headers = webhooks.signed_headers(secret, "msg_1", json.dumps({"a": 1}), datetime.now(UTC))
     assert Webhook(secret).verify(json.dumps({"a": 1}), headers) == {"a": 1}
+
+
+def test_the_secret_is_written_only_when_missing(db, payer):
+    """Reading it (the account page, every delivery) must not lock the account's row, where its balance is."""
+    with statements(db) as first:
+        secret = webhooks.account_secret(db, payer.account_id)
+    assert len(first.writes("accounts")) == 1
+    with statements(db) as again:
+        assert webhooks.account_secret(db, payer.account_id) == secret
+    assert again.writes() == []
+
+
+def test_two_first_uses_at_once_get_one_secret(db, payer):
+    start, made = threading.Barrier(2), []
+
+    def first_use():
+        start.wait()
+        made.append(webhooks.account_secret(db, payer.account_id))
+
+    threads = [threading.Thread(target=first_use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 2 and made[0] == made[1] == webhooks.account_secret(db, payer.account_id)
+
+
+def test_claiming_a_delivery_reads_the_secret_without_writing_the_account(db, payer):
+    job = submit(db, payer, "http://127.0.0.1:9/hook")  # a job with a webhook makes the secret
+    store.cancel(db, payer.account_id, job, KEEP)  # its event is queued
+    with statements(db) as sent:
+        (delivery,) = webhooks.claim_due(db)
+    assert delivery.secret == webhooks.account_secret(db, payer.account_id)
+    assert sent.writes("accounts") == [] and len(sent.writes("webhook_deliveries")) == 1
 
 
 def test_the_account_page_shows_the_secret(sqlite_db, tmp_path):

@@ -54,7 +54,8 @@ from sqlalchemy import func, select
 from pixeldrop.accounts import credits
 from pixeldrop.storage import Database, ImageRequest, LedgerEntry
 
-from ..api.test_money import new_account, open_request
+from ..api.test_money import open_request
+from ..books import new_payer
 from ..server import Server, wait_until
 
 URL = "/text-to-image/v1"
@@ -212,7 +213,8 @@ def test_no_credit_is_lost_or_taken_for_nothing_under_load_and_faults(backend, t
     request.addfinalizer(db.close)
     keys, ids = {}, {}
     for name, amount in CREDITS.items():
-        keys[name], ids[name] = new_account(db, amount, f"{name}@example.com")
+        payer = new_payer(db, f"{name}@example.com", credits=amount)
+        keys[name], ids[name] = payer.key, payer.account_id
 
     server = start_server(home, tiny_model, env)
     restarted: Server | None = None

@@ -65,7 +65,8 @@ from pixeldrop.app import create_app
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database, ImageRequest, Job, LedgerEntry
 
-from ..api.test_money import live_server, new_account
+from ..api.test_money import live_server
+from ..books import new_payer
 from ..server import wait_until
 
 URL = "/text-to-image/v1"
@@ -153,8 +154,8 @@ def books(tmp_path_factory, tiny_model, tiny_generator):
                         stripe_webhook_secret=WEBHOOK_SECRET, session_secret="schema-probe")
     db = Database.open(f"sqlite:///{home / 'pixeldrop.db'}")
     with live_server(settings, db, tiny_generator) as live:
-        key, account_id = new_account(db, START_CREDITS, "fuzzer@example.com")
-        books = Books(live.url, db, key, account_id)
+        payer = new_payer(db, "fuzzer@example.com", credits=START_CREDITS)
+        books = Books(live.url, db, payer.key, payer.account_id)
         yield books
         books.session.close()
     db.close()

@@ -1,6 +1,7 @@
 """The Ray Serve config and the KubeRay example in docs/ are accepted by Ray's own schema, and
 their `import_path` builds pixeldrop's Generator application from their `args`. The deployment's
-options follow the settings (no cluster needed)."""
+options follow the settings, and its replicas are told the precision decided in the API process
+(no cluster needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pixeldrop.generation.ray_engine import DEPLOYMENT, build_app, deployment_options
+from pixeldrop.generation import diffusers_backend
+from pixeldrop.generation.ray_engine import DEPLOYMENT, build_app, deployment_options, replica_args
 from pixeldrop.settings import Settings
 
 serve_schema = pytest.importorskip("ray.serve.schema")
@@ -57,3 +59,41 @@ def test_deployment_options_follow_the_settings():
 def test_bad_autoscale_values_are_refused(value):
     with pytest.raises(ValueError, match="MIN:MAX"):
         Settings(autoscale=value, _env_file=None)
+
+
+@pytest.fixture
+def bf16_measured(monkeypatch):
+    """Sets what the bf16 measurement finds on this CPU, and counts how often it is taken."""
+    measured = {"faster": False, "times": 0}
+
+    def bf16_is_faster_here() -> bool:
+        measured["times"] += 1
+        return measured["faster"]
+
+    monkeypatch.setattr(diffusers_backend, "bf16_is_faster_here", bf16_is_faster_here)
+    return measured
+
+
+@pytest.mark.parametrize("faster", [True, False])
+def test_cpu_replicas_are_told_the_precision_measured_here(tiny_model, bf16_measured, faster):
+    bf16_measured["faster"] = faster
+    for asked in ({}, {"precision": "auto"}, {"preset": "fast"}):
+        args = replica_args(Settings(model=tiny_model, **asked, _env_file=None), cluster_gpus=0)
+        assert args["precision"] == ("bf16" if faster else "fp32"), asked
+        assert Settings(**args, _env_file=None).resolved_precision == args["precision"], "replicas measure nothing"
+    assert bf16_measured["times"] == 3
+
+
+def test_the_models_recipe_and_an_explicit_precision_need_no_measuring(bf16_measured):
+    bf16_measured["faster"] = True
+    assert replica_args(Settings(_env_file=None), cluster_gpus=0)["precision"] == "fp32", "pixeldrop-tiny's recipe"
+    assert replica_args(Settings(precision="bf16", _env_file=None), cluster_gpus=0)["precision"] == "bf16"
+    assert replica_args(Settings(preset="quality", precision="fp32", _env_file=None), 0)["precision"] == "fp32"
+    assert bf16_measured["times"] == 0
+
+
+def test_gpu_replicas_resolve_auto_themselves_without_measuring(tiny_model, bf16_measured):
+    assert replica_args(Settings(model=tiny_model, _env_file=None), cluster_gpus=2)["precision"] == "auto"
+    assert bf16_measured["times"] == 0
+    on_cpu = replica_args(Settings(model=tiny_model, device="cpu", _env_file=None), cluster_gpus=2)
+    assert on_cpu["precision"] == "fp32" and bf16_measured["times"] == 1, "told to use the CPU: measured here"

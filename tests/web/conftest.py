@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from pixeldrop import accounts
 from pixeldrop.app import create_app
 
-from ..conftest import IN_CI
+from ..conftest import require
 
 PASSWORD = "correct horse battery"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -24,10 +25,7 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium, driven by Playwright (scripts/setup --test installs both)."""
-    if not Path(CHROMIUM).exists() or not _has_playwright():
-        if IN_CI:
-            pytest.fail("Chromium and playwright are required in CI: run the tests through scripts/test")
-        pytest.skip("Chromium or playwright missing: run the tests through scripts/test")
+    require(CHROMIUM if Path(CHROMIUM).exists() and _has_playwright() else None, "Chromium with playwright")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -78,6 +76,11 @@ def sign_up(client: TestClient, email: str = "alice@example.com", password: str 
 def log_in(client: TestClient, email: str, password: str = PASSWORD, **extra):
     return client.post("/login", data={"csrf_token": csrf(client, "/login"), "email": email, "password": password,
                                        **extra}, follow_redirects=False)
+
+
+def keys_of(db, email: str) -> list[accounts.KeyInfo]:
+    """The keys of the account with this address, as the keys page lists them."""
+    return accounts.list_keys(db, accounts.get_account(db, email).id)
 
 
 def create_key(client: TestClient, name: str = "") -> str:

@@ -17,7 +17,7 @@ from pixeldrop.storage.models import BrowserSession
 from pixeldrop.web.auth import SIGNED_UP
 from pixeldrop.web.sessions import COOKIE
 
-from .conftest import PASSWORD, csrf, log_in, running, sign_up
+from .conftest import PASSWORD, csrf, keys_of, log_in, running, sign_up
 
 
 def test_sign_up_gives_the_free_credits_and_stores_only_an_argon2_hash(client, sqlite_db):
@@ -216,7 +216,7 @@ def test_sessions_and_form_tokens_survive_a_restart(settings, sqlite_db, tiny_ge
         other.cookies.set(COOKIE, cookie)
         assert other.get("/account").status_code == 200
         assert other.post("/account/keys", data={"csrf_token": token, "name": "other"}).status_code == 403
-    assert [key.name for key in accounts.list_keys(sqlite_db, "alice@example.com")] == ["after"]
+    assert [key.name for key in keys_of(sqlite_db, "alice@example.com")] == ["after"]
 
 
 def test_closed_sign_ups_create_no_account_and_no_page_links_to_them(settings, sqlite_db, tiny_generator):

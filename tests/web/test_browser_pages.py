@@ -57,7 +57,7 @@ def call_api(server: Server, key: str, prompt: str = "a red apple") -> requests.
 def keys_of(server: Server, email: str) -> list[accounts.KeyInfo]:
     db = Database.open(f"sqlite:///{server.home / 'pixeldrop.db'}")
     try:
-        return accounts.list_keys(db, email)
+        return accounts.list_keys(db, accounts.get_account(db, email).id)
     finally:
         db.close()
 

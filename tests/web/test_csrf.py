@@ -7,7 +7,7 @@ import pytest
 from pixeldrop import accounts
 from pixeldrop.errors import InvalidApiKey
 
-from .conftest import PASSWORD, create_key, csrf, sign_up
+from .conftest import PASSWORD, create_key, csrf, keys_of, sign_up
 
 
 @pytest.mark.parametrize("path, data", [
@@ -24,7 +24,7 @@ def test_a_form_post_without_the_token_is_refused_and_changes_nothing(client, sq
         assert answer.status_code == 403, (path, token)
         assert answer.headers["content-type"].startswith("text/html")
         assert "This form has expired" in answer.text
-    assert accounts.list_keys(sqlite_db, "alice@example.com") == []
+    assert keys_of(sqlite_db, "alice@example.com") == []
     assert accounts.get_account(sqlite_db, "alice@example.com").credits == 100
     assert client.get("/account", follow_redirects=False).status_code == 200  # still signed in
 
@@ -46,7 +46,7 @@ def test_a_token_from_another_session_is_refused(client, sqlite_db):
     sign_up(client, "bob@example.com")
     answer = client.post("/account/keys", data={"csrf_token": alices_token, "name": "x"})
     assert answer.status_code == 403
-    assert accounts.list_keys(sqlite_db, "bob@example.com") == []
+    assert keys_of(sqlite_db, "bob@example.com") == []
 
 
 def test_another_accounts_session_cannot_revoke_your_key(client, sqlite_db):

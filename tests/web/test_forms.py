@@ -10,12 +10,11 @@ import httpx
 import pytest
 import starlette.formparsers
 
-from pixeldrop import accounts
 from pixeldrop.app import create_app
 from pixeldrop.web import forms
 from pixeldrop.web.pages import HERE
 
-from .conftest import csrf, sign_up
+from .conftest import csrf, keys_of, sign_up
 
 FORM = "application/x-www-form-urlencoded"
 CHUNK = 16 * 1024
@@ -27,10 +26,10 @@ def test_a_form_over_64_kib_gets_413_and_changes_nothing(client, sqlite_db):
     too_big = client.post("/account/keys", data={"csrf_token": token, "name": "x" * forms.LIMIT})
     assert too_big.status_code == 413 and too_big.headers["content-type"].startswith("text/html")
     assert "64 KiB" in too_big.text
-    assert accounts.list_keys(sqlite_db, "alice@example.com") == []
+    assert keys_of(sqlite_db, "alice@example.com") == []
     just_under = client.post("/account/keys", data={"csrf_token": token, "name": "x" * (forms.LIMIT - 200)})
     assert just_under.status_code == 200
-    assert len(accounts.list_keys(sqlite_db, "alice@example.com")) == 1
+    assert len(keys_of(sqlite_db, "alice@example.com")) == 1
 
 
 def test_a_form_with_a_file_part_gets_400_and_nothing_is_spooled(client, sqlite_db, monkeypatch):
@@ -47,10 +46,10 @@ def test_a_form_with_a_file_part_gets_400_and_nothing_is_spooled(client, sqlite_
     answer = client.post("/account/keys", data={"csrf_token": token, "name": "laptop"},
                          files={"upload": ("big.bin", b"\0" * 1024)})
     assert answer.status_code == 400 and answer.headers["content-type"].startswith("text/html")
-    assert spooled == [] and accounts.list_keys(sqlite_db, "alice@example.com") == []
+    assert spooled == [] and keys_of(sqlite_db, "alice@example.com") == []
     # The same fields as multipart without a file part are a form like any other.
     fields = client.post("/account/keys", files={"csrf_token": (None, token), "name": (None, "laptop")})
-    assert fields.status_code == 200 and accounts.list_keys(sqlite_db, "alice@example.com")[0].name == "laptop"
+    assert fields.status_code == 200 and keys_of(sqlite_db, "alice@example.com")[0].name == "laptop"
 
 
 async def _post_in_process(app, path: str, content, headers: dict[str, str]) -> httpx.Response:

@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import select
 
 from pixeldrop import accounts
-from pixeldrop.accounts import credits, gallery
+from pixeldrop.accounts import credits, gallery, passwords, resets
 from pixeldrop.errors import InvalidApiKey
 from pixeldrop.storage import Account, BrowserSession, ImageRequest, Job
 
-from .conftest import PASSWORD, create_key, csrf, log_in, running, sign_up
+from ..statements import statements
+from .conftest import PASSWORD, create_key, csrf, keys_of, log_in, running, sign_up
 
 API = "/text-to-image/v1"
 NEW_KEY = re.compile(r'data-testid="new-key">([^<]+)<')
@@ -38,7 +39,7 @@ def test_create_key_redirects_and_the_page_after_shows_the_key_once(client, sqli
     reloaded = client.get(created.headers["location"])
     assert reloaded.status_code == 200 and key not in reloaded.text and not NEW_KEY.search(reloaded.text)
     assert 'data-testid="key-shown-once"' in reloaded.text
-    assert [k.name for k in accounts.list_keys(sqlite_db, "alice@example.com")] == ["laptop"]
+    assert [k.name for k in keys_of(sqlite_db, "alice@example.com")] == ["laptop"]
 
 
 def test_the_new_key_is_kept_encrypted_until_its_page_takes_it(client, sqlite_db):
@@ -238,3 +239,51 @@ def test_the_docs_are_served_from_this_server_without_a_cdn(client):
         assert client.get(asset).status_code == 200
     assert client.get("/docs/assets/swagger-ui.css").status_code == 200
     assert "/text-to-image/v1" in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_account_pages_read_the_signed_in_account_once_and_write_nothing(client, sqlite_db):
+    sign_up(client)
+    create_key(client)
+    client.get("/account")  # the first visit makes the webhook signing secret
+    for path, account_reads in (("/account", 2), ("/account/billing", 1)):  # the session's, (the secret's)
+        with statements(sqlite_db) as sent:
+            page = client.get(path)
+        assert page.status_code == 200 and 'data-testid="balance">100<' in page.text
+        assert len(sent.reads("accounts")) == account_reads, path
+        assert sent.writes() == [], path
+    with statements(sqlite_db) as sent:
+        keys = client.get("/account/keys")
+    assert keys.status_code == 200 and len(sent.reads("accounts")) == 1 and len(sent.reads("api_keys")) == 1
+
+
+def test_the_playground_reads_its_history_once_to_show_an_image(settings, sqlite_db, tiny_generator):
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client)
+        form = {"csrf_token": csrf(client, "/playground"), "prompt": "a red apple", "format": "png", "seed": "7"}
+        shown_at = client.post("/playground", data=form, follow_redirects=False).headers["location"]
+        with statements(sqlite_db) as sent:
+            shown = client.get(shown_at)
+        assert shown.headers["seed"] == "7" and 'data-testid="result"' in shown.text
+        assert len(sent.reads("playground_images")) == 2  # the history, then the image's bytes
+        with statements(sqlite_db) as sent:
+            unknown = client.get("/playground?image=999")
+        assert 'data-testid="result"' not in unknown.text and len(sent.reads("playground_images")) == 1
+
+
+def test_the_forms_fields_come_from_one_place_with_the_servers_password_minimum(settings, sqlite_db,
+                                                                                tiny_generator, monkeypatch):
+    monkeypatch.setattr(passwords, "MIN_LENGTH", 12)
+    settings.smtp_url = "smtp://127.0.0.1:25"  # the forgot form shows only where mail is sent (none is, here)
+    with running(settings, sqlite_db, tiny_generator) as client:
+        sign_up(client, password="twelve chars")
+        (_, token) = resets.start(sqlite_db, "alice@example.com")
+        new_password = re.compile(r'type="password" autocomplete="new-password"\s+minlength="(\d+)"')
+        settings_page = client.get("/account/settings").text
+        client.post("/logout", data={"csrf_token": csrf(client, "/account")})
+        for page in (settings_page, client.get(f"/reset-password?token={token}").text, client.get("/signup").text):
+            assert new_password.findall(page) == ["12"] and "At least 12 characters." in page
+        for path in ("/login", "/signup", "/forgot-password"):
+            assert client.get(path).text.count('<input id="email" name="email" type="email"') == 1, path
+        short = client.post("/signup", data={"csrf_token": csrf(client, "/signup"), "email": "bob@example.com",
+                                             "password": "eleven char"})
+        assert short.status_code == 400 and "at least 12 characters" in short.text  # the server's own rule

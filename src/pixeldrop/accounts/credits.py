@@ -163,7 +163,12 @@ def refund(db: Database, reservation: Reservation, outcome: Outcome) -> int | No
     """Give a reservation back, the request having ended as `outcome` (failed, busy, abandoned,
     canceled). Returns the new balance, None if already done."""
     with db.session() as session:
-        return _refund(session, reservation.request_id, reservation.account_id, reservation.amount, outcome)
+        return refund_within(session, reservation, outcome)
+
+
+def refund_within(session: Session, reservation: Reservation, outcome: Outcome) -> int | None:
+    """`refund` inside the caller's transaction (closing an account refunds its queued jobs in it)."""
+    return _refund(session, reservation.request_id, reservation.account_id, reservation.amount, outcome)
 
 
 def _refund(session: Session, request_id: int, account_id: int, amount: int, outcome: Outcome) -> int | None:

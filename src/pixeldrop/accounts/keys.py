@@ -73,10 +73,10 @@ def create_key(db: Database, email: str, rate_limit_per_minute: int | None = Non
         return NewKey(key, _info(row))
 
 
-def list_keys(db: Database, email: str) -> list[KeyInfo]:
-    account = get_account(db, email)
+def list_keys(db: Database, account_id: int) -> list[KeyInfo]:
+    """The account's keys, oldest first, revoked ones included."""
     with db.session() as session:
-        rows = session.scalars(select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id))
+        rows = session.scalars(select(ApiKey).where(ApiKey.account_id == account_id).order_by(ApiKey.id))
         return [_info(row) for row in rows]
 
 

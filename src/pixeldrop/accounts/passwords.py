@@ -17,7 +17,6 @@ refuses a session the moment it ends.
 from __future__ import annotations
 
 import functools
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,8 +26,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from pixeldrop.errors import AccountNotFound, InvalidCredentials, InvalidInput
-from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, changed_rows, utcnow
+from pixeldrop.storage import Account, BrowserSession, Database, PasswordReset, changed_rows
 
+from . import tokens
 from .accounts import AccountInfo, account_info, create_account, normalise_email
 from .keys import token_hash
 
@@ -177,17 +177,13 @@ def _start_session(db: Database, account_id: int, verified_hash: str, upgraded_h
     either comes first (and this sign-in fails) or after (and ends this session with the rest).
     Expired sessions of every account are deleted here, which keeps the table small.
     """
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
     with db.session() as session:
         account = session.scalar(select(Account).where(Account.id == account_id).with_for_update())
         if account is None or account.password_hash != verified_hash:
             raise InvalidCredentials(INVALID)
         if upgraded_hash is not None:
             account.password_hash = upgraded_hash
-        session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= now))
-        session.add(BrowserSession(token_hash=token_hash(token), account_id=account.id, created_at=now,
-                                   expires_at=now + SESSION_LIFETIME))
+        token = tokens.issue(session, BrowserSession, account.id, SESSION_LIFETIME)
         session.flush()
         return SignedIn(account_info(account), token)
 
@@ -195,10 +191,7 @@ def _start_session(db: Database, account_id: int, verified_hash: str, upgraded_h
 def session_account(db: Database, token: str) -> AccountInfo | None:
     """The account a session token belongs to, while that session lasts; None otherwise."""
     with db.session() as session:
-        account = session.scalar(
-            select(Account).join(BrowserSession, BrowserSession.account_id == Account.id)
-            .where(BrowserSession.token_hash == token_hash(token), BrowserSession.expires_at > utcnow())
-        )
+        account = tokens.account_of(session, BrowserSession, token)
         return None if account is None else account_info(account)
 
 

@@ -1,7 +1,7 @@
 """Password resets by e-mail: single-use links that expire.
 
-`start` makes a token for a live account's address (256 random bits; the database keeps only its
-SHA-256, like sessions' tokens) valid for `LIFETIME`, for the caller to mail; an address with no
+`start` makes a token for a live account's address (tokens.py: 256 random bits, of which the
+database keeps only the SHA-256, like sessions' tokens) valid for `LIFETIME`, for the caller to mail; an address with no
 account, or a deleted one, gets None, and the caller answers the same either way. `finish`
 checks the token, sets the new password, and in the same transaction deletes every reset token
 of the account (the link works once; older links stop working too) and every browser session
@@ -11,16 +11,15 @@ InvalidInput.
 
 from __future__ import annotations
 
-import secrets
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from pixeldrop.errors import InvalidInput
-from pixeldrop.storage import Account, Database, PasswordReset, utcnow
+from pixeldrop.storage import Account, Database, PasswordReset
 
+from . import tokens
 from .accounts import AccountInfo, account_info, normalise_email
-from .keys import token_hash
 from .passwords import hash_password, replace_password
 
 LIFETIME = timedelta(hours=1)
@@ -43,22 +42,15 @@ def start(db: Database, email: str) -> tuple[AccountInfo, str] | None:
     account = live_account(db, email)
     if account is None:
         return None
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
     with db.session() as session:
-        session.execute(delete(PasswordReset).where(PasswordReset.expires_at <= now))
-        session.add(PasswordReset(token_hash=token_hash(token), account_id=account.id, created_at=now,
-                                  expires_at=now + LIFETIME))
+        token = tokens.issue(session, PasswordReset, account.id, LIFETIME)
     return account, token
 
 
 def check(db: Database, token: str) -> AccountInfo:
     """The account a live token resets (to show the form), or InvalidInput."""
     with db.session() as session:
-        account = session.scalar(
-            select(Account).join(PasswordReset, PasswordReset.account_id == Account.id)
-            .where(PasswordReset.token_hash == token_hash(token), PasswordReset.expires_at > utcnow(),
-                   Account.deleted_at.is_(None)))
+        account = tokens.account_of(session, PasswordReset, token)
         if account is None:
             raise InvalidInput(INVALID)
         return account_info(account)
@@ -68,8 +60,7 @@ def finish(db: Database, token: str, password: str) -> AccountInfo:
     """Set the password through a live token; the token, the account's other tokens and its sessions end."""
     password_hash = hash_password(password)
     with db.session() as session:
-        reset = session.scalar(select(PasswordReset).where(PasswordReset.token_hash == token_hash(token),
-                                                           PasswordReset.expires_at > utcnow()).with_for_update())
+        reset = session.scalar(select(PasswordReset).where(tokens.live(PasswordReset, token)).with_for_update())
         if reset is None:
             raise InvalidInput(INVALID)
         account = session.scalar(select(Account).where(Account.id == reset.account_id,

@@ -1,5 +1,7 @@
 """How the ClipDrop API answers errors: JSON `{"error": "..."}` with the status from the one table
-(pixeldrop.http.statuses), and one shape for Starlette's own 404/405/validation errors too."""
+(pixeldrop.http.statuses), and one shape for Starlette's own 404/405/validation errors too; except
+that Starlette's 404 and 405 on the OpenAI-compatible paths come in OpenAI's shape, as every other
+error there does."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from starlette.routing import Match
 
 from pixeldrop import errors
 from pixeldrop.http.statuses import headers_for, json_error, status_for
+
+from . import openai
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,8 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(getattr(error, "headers", None) or {})
         if error.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        if openai.serves(request.url.path):
+            return openai.error_answer(error.status_code, message, headers)
         return json_error(error.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)

@@ -24,6 +24,11 @@ FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 FIELDS = (b"prompt", b"seed")
 
 
+def media_type(content_type: str | None) -> str:
+    """A Content-Type header's media type, lower-case, without its parameters ("" when absent)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 @dataclass(frozen=True)
 class ImageForm:
     prompt: str
@@ -70,13 +75,13 @@ def parse_form(content_type: str | None, body: bytes, max_chars: int, extra: tup
     """The prompt (the prompt rules apply) and the seed asked for, if any (0 to 4294967295); and
     the `extra` fields a route takes besides them (`/v1/jobs`), read as strictly, first value wins."""
     content_type = content_type or ""
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    sent_as = media_type(content_type)
     names = FIELDS + tuple(name.encode() for name in extra)
-    if media_type == "multipart/form-data":
+    if sent_as == "multipart/form-data":
         fields = _multipart_fields(content_type, body, names)
-    elif media_type == "application/x-www-form-urlencoded":
+    elif sent_as == "application/x-www-form-urlencoded":
         fields = _urlencoded_fields(body, names)
-    elif media_type == "application/json":
+    elif sent_as == "application/json":
         raise InvalidRequest("JSON bodies are not accepted: send the prompt as multipart/form-data.")
     else:
         raise InvalidRequest("The body must be multipart/form-data with a prompt field.")

@@ -10,13 +10,16 @@ key for every call here, errors in the ClipDrop shape. Another account's job is 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from datetime import timedelta
-from typing import Any
+import operator
+from datetime import datetime, timedelta
+from types import UnionType
+from typing import Any, get_args, get_type_hints
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import create_model
 from starlette.concurrency import run_in_threadpool
 
 from pixeldrop.accounts import KeyInfo
@@ -27,12 +30,13 @@ from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETE
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
 from pixeldrop.http.services import Services, ServicesDep, base_url
 from pixeldrop.jobs import JobStatus, Order, store, webhooks
-from pixeldrop.prompts import VISIBLE_CHARACTER, validate_prompt
+from pixeldrop.prompts import validate_prompt
 from pixeldrop.seeds import MAX_SEED, parse_seed
 
 from .deps import BearerKeyDep
+from .documented import IMAGE_CONTENT, PROMPT_AND_SEED, error_responses
 from .errors import error_response
-from .forms import FORM_TYPES, parse_form
+from .forms import FORM_TYPES, media_type, parse_form
 from .negotiation import choose_format
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -41,37 +45,30 @@ JOB_FIELDS = ("output_format", "webhook_url")  # besides the ClipDrop form's pro
 FORMAT_NAMES = sorted({extension for fmt in FORMATS.values() for extension in fmt.extensions})
 
 
-class JobAnswer(BaseModel):
-    """A job, as every answer here shows it (and webhook events carry it, without the URLs)."""
+def _as_shown(annotation: Any) -> Any:
+    """A JobStatus field's type as JSON shows it (JobStatus.public): times as ISO 8601 text."""
+    if annotation is datetime:
+        return str
+    if isinstance(annotation, UnionType):
+        return functools.reduce(operator.or_, map(_as_shown, get_args(annotation)))
+    return annotation
 
-    id: str
-    status: str
-    queue_position: int | None
-    prompt: str
-    seed: int
-    output_format: str | None
-    webhook_url: str | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    result_expires_at: str | None
-    credits_charged: int
-    error: str | None = None
-    status_url: str
-    result_url: str
-    cancel_url: str
+
+# JobStatus's fields as `public()` shows them (`error` only when there is one), and where the job is.
+_ANSWER_FIELDS: dict[str, Any] = {
+    **{name: (_as_shown(hint), None if name == "error" else ...) for name, hint in get_type_hints(JobStatus).items()},
+    **{url: (str, ...) for url in ("status_url", "result_url", "cancel_url")},
+}
+JobAnswer = create_model(
+    "JobAnswer", __doc__="A job, as every answer here shows it (and webhook events carry it, without the URLs).",
+    **_ANSWER_FIELDS)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    texts = {400: "Malformed request", 401: "Missing API key", 402: "No remaining credits",
-             403: "Invalid or revoked API key", 404: "No such job (or another account's)",
-             406: "Accept header not acceptable", 408: "Body not received in time",
-             409: "Not allowed in the job's state, or a request with this Idempotency-Key is still running",
-             410: "The job's image has expired", 413: "Body too large",
-             422: "This Idempotency-Key was already used for a different request",
-             429: "Rate limited", 431: "Too many headers", 503: "Storage unavailable"}
-    return {code: {"description": texts[code], "content": {"application/json": {"example": {"error": texts[code]}}}}
-            for code in codes}
+    return error_responses(codes, {
+        404: "No such job (or another account's)",
+        409: "Not allowed in the job's state, or a request with this Idempotency-Key is still running",
+        410: "The job's image has expired", 503: "Storage unavailable"})
 
 
 KEY_PARAMETERS = [
@@ -79,9 +76,7 @@ KEY_PARAMETERS = [
      "description": "The API key (or send it as `Authorization: Bearer KEY`)."},
 ]
 JOB_FIELDS_SCHEMA: dict[str, dict[str, Any]] = {
-    "prompt": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": VISIBLE_CHARACTER},
-    "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-             "description": "Fixes the image: the same prompt and seed give the same image. Random if left out."},
+    **PROMPT_AND_SEED,
     "output_format": {"type": "string", "enum": FORMAT_NAMES,
                       "description": "The result's format; left out, the result follows its request's Accept."},
     "webhook_url": {"type": "string", "anyOf": [{"format": "uri"}, {"enum": [""]}],
@@ -140,14 +135,14 @@ async def _order(request: Request, services: Services) -> tuple[Order, dict[str,
     asked: None when the server picks one, so that a retry without a seed is the same request)."""
     settings = services.settings
     body = await read_body(request, settings.max_body_bytes)
-    content_type = request.headers.get("content-type") or ""
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == "application/json":
+    content_type = request.headers.get("content-type")
+    sent_as = media_type(content_type)
+    if sent_as == "application/json":
         prompt, fields = _json_fields(body, settings.max_prompt_chars)
         if not isinstance(fields.get("seed"), int | None):  # a number in JSON, as published
             raise InvalidRequest(f"seed must be an integer from 0 to {MAX_SEED}.")
         asked_seed = fields.get("seed")
-    elif media_type in FORM_TYPES:
+    elif sent_as in FORM_TYPES:
         form = parse_form(content_type, body, settings.max_prompt_chars, extra=JOB_FIELDS)
         prompt, asked_seed, fields = form.prompt, form.seed, form.extra
     else:
@@ -213,7 +208,7 @@ async def job_status(job_id: str, request: Request, services: ServicesDep, key: 
     "/{job_id}/result",
     summary="A succeeded job's image",
     response_class=Response,
-    responses={200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()},
+    responses={200: {"content": IMAGE_CONTENT,
                      "description": "The 512x512 image: in the job's output_format, else as Accept asks.",
                      "headers": {"seed": {"description": "The seed it was made with.", "required": True,
                                           "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED}}}},

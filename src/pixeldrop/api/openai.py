@@ -10,7 +10,8 @@
 
 Errors on these routes, and only on them, come in OpenAI's shape, `{"error": {"message", "type",
 "param", "code"}}`: OpenAIRoute renders the domain's errors with the status from the one table
-(http/statuses.py's OPENAI_STATUS, where a key that cannot be used is 401, as OpenAI answers).
+(http/statuses.py's OPENAI_STATUS, where a key that cannot be used is 401, as OpenAI answers), and
+the app's handler (api/errors.py) renders Starlette's own 404 and 405 under PATHS so too.
 The JSON body is read with the ClipDrop route's bound and checked strictly by a pydantic model:
 a wrong type, an unknown field or a missing prompt is 400 naming the field as `param`.
 """
@@ -38,7 +39,7 @@ from pixeldrop import errors, images_store
 from pixeldrop.accounts import KeyInfo
 from pixeldrop.generation import OUTPUT_SIZE, default_model
 from pixeldrop.generation.formats import FORMATS
-from pixeldrop.generation.metadata import image_parameters, public_model_name
+from pixeldrop.generation.metadata import ServedModel, public_model_name
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
@@ -50,12 +51,20 @@ from pixeldrop.seeds import MAX_SEED, consecutive_seeds, parse_seed
 from pixeldrop.settings import ImageFormat, Settings
 
 from .deps import BearerKeyDep
+from .documented import IMAGE_CONTENT
+from .forms import media_type
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGES = 4
 SIZE = f"{OUTPUT_SIZE}x{OUTPUT_SIZE}"
 SIZES = (SIZE, "auto")
+PATHS = ("/v1/images", "/v1/models")  # this surface's paths, and any path below them
+
+
+def serves(path: str) -> bool:
+    """Whether `path` is this surface's, so that its errors come in OpenAI's shape (known route or not)."""
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PATHS)
 
 
 # --- Errors, in OpenAI's shape -------------------------------------------------------------------
@@ -90,11 +99,16 @@ _CODES: dict[type[errors.PixeldropError], str] = {
 
 def openai_error(error: errors.PixeldropError) -> JSONResponse:
     """A domain error as OpenAI answers errors: the status from the one table, its headers too."""
-    status = status_for(error, OPENAI_STATUS)
     code = next((_CODES[cls] for cls in type(error).__mro__ if cls in _CODES), None)
     param = error.param if isinstance(error, errors.InvalidParameter) else None
-    detail = ErrorDetail(message=error.message, type=_error_type(status), param=param, code=code)
-    return JSONResponse(ErrorAnswer(error=detail).model_dump(), status_code=status, headers=headers_for(error))
+    return error_answer(status_for(error, OPENAI_STATUS), error.message, headers_for(error), param=param, code=code)
+
+
+def error_answer(status: int, message: str, headers: dict[str, str] | None = None, *, param: str | None = None,
+                 code: str | None = None) -> JSONResponse:
+    """An error in OpenAI's shape, with OpenAI's `type` for its status."""
+    detail = ErrorDetail(message=message, type=_error_type(status), param=param, code=code)
+    return JSONResponse(ErrorAnswer(error=detail).model_dump(), status_code=status, headers=headers)
 
 
 class OpenAIRoute(APIRoute):
@@ -159,7 +173,7 @@ class Generation:
 
 def parse_generation(content_type: str | None, body: bytes, settings: Settings) -> Generation:
     """The request, or InvalidParameter naming what is wrong (before any credit moves)."""
-    if (content_type or "").split(";")[0].strip().lower() != "application/json":
+    if media_type(content_type) != "application/json":
         raise errors.InvalidParameter("The body must be JSON, sent as `Content-Type: application/json`.", None)
     try:
         asked = GenerationBody.model_validate_json(body)
@@ -224,11 +238,11 @@ class ImagesAnswer(BaseModel):
     data: list[GeneratedImage]
 
 
-def _encode(images: Sequence[Image.Image], asked: Generation, settings: Settings, model: dict) -> list[bytes]:
+def _encode(images: Sequence[Image.Image], asked: Generation, settings: Settings, model: ServedModel) -> list[bytes]:
     """Each image in the asked format; PNGs carry A1111's parameters, each with its own seed."""
     return [FORMATS[asked.output_format].encode(
                 image, settings.jpeg_quality,
-                image_parameters(asked.prompt, seed, model) if settings.image_metadata else None)
+                model.image_parameters(asked.prompt, seed) if settings.image_metadata else None)
             for image, seed in zip(images, asked.seeds, strict=True)]
 
 
@@ -238,7 +252,7 @@ async def _paid_images(services: Services, key: KeyInfo, asked: Generation, serv
     async with services.paid.image(key.account_id, key.id, count=len(asked.seeds), prompt=asked.prompt) as purchase:
         images = await purchase.generate_each(asked.prompt, asked.seeds)
         # Encoded, and stored, before the block ends: images that cannot be delivered are not charged.
-        encoded = await run_in_threadpool(_encode, images, asked, settings, services.engine.describe())
+        encoded = await run_in_threadpool(_encode, images, asked, settings, services.engine.model)
         if asked.response_format == "url":
             ids = await run_in_threadpool(images_store.store, services.db, key.account_id,
                                           FORMATS[asked.output_format].media_type, encoded,
@@ -342,7 +356,7 @@ def router(settings: Settings) -> APIRouter:
     routes.add_api_route(
         "/v1/images/files/{image_id}", image_file, methods=["GET"], response_class=Response,
         summary="An image answered as a URL, for a key of the account that made it",
-        responses={200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()}, "description": "The image."},
+        responses={200: {"content": IMAGE_CONTENT, "description": "The image."},
                    **_errors(400, 401, 404)},
     )
     routes.add_api_route(

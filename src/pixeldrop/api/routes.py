@@ -10,46 +10,32 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from pixeldrop.generation.formats import FORMATS
-from pixeldrop.generation.metadata import image_parameters, public_model_name
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
 from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
 from pixeldrop.http.services import ServicesDep
 from pixeldrop.paid_generation import Purchase
-from pixeldrop.prompts import VISIBLE_CHARACTER
 from pixeldrop.seeds import MAX_SEED, parse_seed
 
 from .deps import ApiKeyDep
+from .documented import IMAGE_CONTENT, PROMPT_AND_SEED, error_responses
 from .errors import error_response
-from .forms import parse_form
+from .forms import FORM_TYPES, parse_form
 from .negotiation import choose_format
 
 router = APIRouter()
 
 IMAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {fmt.media_type: {} for fmt in FORMATS.values()}, "description": "A 512x512 image.",
+    200: {"content": IMAGE_CONTENT, "description": "A 512x512 image.",
           "headers": {"seed": {"description": "The seed the image was made with: send it to make the image again.",
                                "required": True, "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SEED}},
                       REPLAYED: OPENAPI_REPLAYED_HEADER}},
-    **{code: {"description": text, "content": {"application/json": {"example": {"error": text}}}}
-       for code, text in [(400, "Malformed request"), (401, "Missing API key"), (402, "No remaining credits"),
-                          (403, "Invalid or revoked API key"), (406, "Accept header not acceptable"),
-                          (408, "Body not received in time"),
-                          (409, "A request with this Idempotency-Key is still being answered"),
-                          (413, "Body too large"),
-                          (422, "This Idempotency-Key was already used for a different request"),
-                          (429, "Rate limited"), (431, "Too many headers"), (500, "Generation failed"),
-                          (503, "Busy: queue full, deadline passed or storage unavailable")]},
+    **error_responses((400, 401, 402, 403, 406, 408, 409, 413, 422, 429, 431, 500, 503), {
+        409: "A request with this Idempotency-Key is still being answered", 500: "Generation failed",
+        503: "Busy: queue full, deadline passed or storage unavailable"}),
 }
-FORM_SCHEMA = {
-    "type": "object", "required": ["prompt"],
-    "properties": {
-        "prompt": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": VISIBLE_CHARACTER},
-        "seed": {"type": "integer", "minimum": 0, "maximum": MAX_SEED,
-                 "description": "Fixes the image: the same prompt and seed give the same image. Random if left out."},
-    },
-}
+FORM_SCHEMA = {"type": "object", "required": ["prompt"], "properties": PROMPT_AND_SEED}
 
 
 @router.post(
@@ -60,8 +46,7 @@ FORM_SCHEMA = {
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {media: {"schema": FORM_SCHEMA} for media in ("multipart/form-data",
-                                                                      "application/x-www-form-urlencoded")},
+            "content": {media: {"schema": FORM_SCHEMA} for media in FORM_TYPES},
         },
         "parameters": [{"name": "x-api-key", "in": "header", "required": True, "schema": {"type": "string"}},
                        IDEMPOTENCY_PARAMETER],
@@ -77,7 +62,7 @@ async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep)
         retry_key = idempotency_key(request)
 
     prompt, seed = form.prompt, parse_seed(form.seed)
-    parameters = image_parameters(prompt, seed, services.engine.describe()) if settings.image_metadata else None
+    parameters = services.engine.model.image_parameters(prompt, seed) if settings.image_metadata else None
 
     async def paid_image() -> tuple[bytes, Purchase]:
         async with services.paid.image(key.account_id, key.id, prompt=prompt) as purchase:
@@ -110,22 +95,16 @@ def _is_operator(request: Request, token: str | None) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode("latin-1"), token.encode())
 
 
-def _public(model: dict) -> dict:
-    """The model's details for anyone: a local folder by its name, not by where it is on the server."""
-    where = model.get("model")
-    return {**model, "model": public_model_name(where)} if isinstance(where, str) else model
-
-
 # Monitors probe with HEAD. Registered after GET, so that a 405 lists GET (the first route that
 # matches the path decides `Allow`); kept out of the schema, where it would repeat GET's id.
 @router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", summary="Liveness, model and queue state")
 async def healthz(request: Request, services: ServicesDep) -> JSONResponse:
     engine = services.engine
-    model = engine.describe()
     return JSONResponse({
         "status": "ok",
-        "model": model if _is_operator(request, services.settings.operator_token) else _public(model),
+        "model": engine.model.described if _is_operator(request, services.settings.operator_token)
+        else engine.model.public(),
         "engine": engine.name,
         "replicas": await run_in_threadpool(engine.replicas),  # Ray's controller answers this one
         "queue": {"waiting": engine.queued, "busy": engine.busy, "capacity": services.settings.queue_size},

@@ -4,11 +4,14 @@ Engine (what runs generators and queues requests for them: a local thread, or Ra
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
 from .admission import Place
+
+if TYPE_CHECKING:
+    from .metadata import ServedModel  # which imports DEFAULT_STEPS from here
 
 OUTPUT_SIZE = 512  # the contract: every image is 512x512
 DEFAULT_STEPS = 50  # what diffusers' pipelines run when neither the settings nor the model name a step count
@@ -41,7 +44,8 @@ class Engine(Protocol):
     """Runs a Generator for the API: admission first, then images, cancellable while queued."""
 
     name: str  # as in the `engine` setting
-    images_made: int
+    images_made: int  # by this process's engine since it started (/healthz, and /metrics' pixeldrop_images)
+    model: ServedModel  # what the model is called and does, worked out once when the engine starts
 
     def admit(self) -> Place:
         """A place for one request, or QueueFull at once (nothing else has happened yet)."""
@@ -58,10 +62,6 @@ class Engine(Protocol):
 
     @property
     def busy(self) -> bool:
-        ...
-
-    def describe(self) -> dict:
-        """The model, as /healthz shows it."""
         ...
 
     def replicas(self) -> dict[str, int]:

@@ -5,6 +5,8 @@
   models work the same. `@serve.batch` groups concurrent requests (settings `max_batch`,
   `batch_wait_ms`); `--autoscale MIN:MAX` becomes its `autoscaling_config`, else it runs
   `--replicas N`; a replica takes a GPU where the cluster has GPUs, else a share of CPUs.
+  Every replica runs in the precision decided once where the application is built
+  (`replica_precision`): replicas never differ in dtype, so one seed gives one image.
 - `RayEngine` lives in every API process. It admits at most `queue_size` requests in flight
   (beyond that: QueueFull before any credit moves), sends each through a DeploymentHandle, and when
   the replica serving it dies (kill -9, OOM, a lost node) sends it again to another one, for
@@ -33,6 +35,7 @@ from pixeldrop.metrics import Metrics
 from pixeldrop.settings import Settings
 
 from .admission import Admission, Place
+from .metadata import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +111,26 @@ REPLICA_SETTINGS = ("model", "device", "preset", "precision", "decoder", "compil
                     "autoscale_downscale_delay_seconds")
 
 
-def replica_args(settings: Settings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in REPLICA_SETTINGS}
+def replica_precision(settings: Settings, cluster_gpus: float) -> str:
+    """The precision every replica runs in, decided once, here: "fp32", "bf16" or "fp16".
+
+    On CPUs, `auto` is measured (`bf16_is_faster_here`); were each replica to measure for itself,
+    replicas on one machine could pick different dtypes and make different pixels from one seed.
+    A replica with a GPU resolves `auto` to fp16 without measuring: it is left for the replica.
+    """
+    precision = settings.resolved_precision
+    if precision != "auto" or (cluster_gpus > 0 and settings.device != "cpu"):
+        return precision
+    from . import default_model
+    from .diffusers_backend import cpu_precision
+
+    return cpu_precision(settings.model or default_model())
+
+
+def replica_args(settings: Settings, cluster_gpus: float) -> dict[str, Any]:
+    """What every replica is built from: REPLICA_SETTINGS, with the precision decided here."""
+    return {**{name: getattr(settings, name) for name in REPLICA_SETTINGS},
+            "precision": replica_precision(settings, cluster_gpus)}
 
 
 def build_app(args: dict[str, Any]):
@@ -124,7 +145,7 @@ def build_app(args: dict[str, Any]):
         raise ValueError(f"not settings of a Generator replica: {sorted(unknown)}")
     settings = Settings(**args, _env_file=None)
     gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
-    return _deployment().options(**deployment_options(settings, gpus)).bind(replica_args(settings))
+    return _deployment().options(**deployment_options(settings, gpus)).bind(replica_args(settings, gpus))
 
 
 class RayEngine:
@@ -135,7 +156,7 @@ class RayEngine:
         self.metrics = metrics
         self._admission = Admission(settings.queue_size)
         self._handle: Any = None
-        self._model: dict = {}
+        self.model: ServedModel  # once started
         self._owns_cluster = settings.ray_address is None
         self._replicas: tuple[float, dict[str, int]] = (0.0, {"running": 0, "wanted": 0})
         self._replicas_lock = threading.Lock()
@@ -150,9 +171,9 @@ class RayEngine:
                  ignore_reinit_error=True)
         serve.start(http_options={"location": "NoServer"})  # pixeldrop's API processes are the HTTP tier
         if APP not in serve.status().applications:
-            serve.run(build_app(replica_args(self.settings)), name=APP, route_prefix=None)
+            serve.run(build_app(self.settings.model_dump(include=set(REPLICA_SETTINGS))), name=APP, route_prefix=None)
         self._handle = serve.get_deployment_handle(DEPLOYMENT, app_name=APP)
-        self._model = self._handle.describe.remote().result()
+        self.model = ServedModel.of(self._handle.describe.remote().result())
         return self
 
     def stop(self) -> None:
@@ -209,9 +230,6 @@ class RayEngine:
         if self.metrics is not None:
             self.metrics.record_image(max(0.0, total_seconds - made.generation_seconds), made.generation_seconds,
                                       made.batch_size)
-
-    def describe(self) -> dict:
-        return self._model
 
     def replicas(self) -> dict[str, int]:
         """`{"running": n, "wanted": m}` for `Generator`, from Serve's controller (cached briefly)."""

@@ -29,6 +29,7 @@ from pixeldrop.metrics import Metrics
 
 from .admission import Admission, Place
 from .base import Generator
+from .metadata import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class GenerationWorker:
     def __init__(self, generator: Generator, queue_size: int = 32, max_batch: int = 1, batch_wait_ms: float = 5.0,
                  metrics: Metrics | None = None):
         self.generator = generator
+        self.model = ServedModel.of(generator.describe())
         self.metrics = metrics
         self.max_batch = max_batch
         self.batch_wait = batch_wait_ms / 1000.0
@@ -83,9 +85,6 @@ class GenerationWorker:
     def admit(self) -> Place:
         """A place in the queue (held until the job starts), or QueueFull at once."""
         return self._admission.admit()
-
-    def describe(self) -> dict:
-        return self.generator.describe()
 
     def replicas(self) -> dict[str, int]:
         running = int(self._thread.is_alive())

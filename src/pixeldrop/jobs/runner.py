@@ -6,8 +6,8 @@ that take queued jobs from the database and make them, and that deliver their we
 - At most `jobs_at_once` of this process's jobs run at a time, each within the generation
   deadline (past it: failed and refunded, as a synchronous request would be).
 - On start, jobs abandoned by dead processes are queued again (store.requeue_abandoned); then
-  every SWEEP_SECONDS too, with the charges of succeeded jobs whose process died before charging
-  them, and the deletion of expired results.
+  every SWEEP_SECONDS (pixeldrop.periodic) too, with the charges of succeeded jobs whose process
+  died before charging them, and the deletion of expired results.
 - On stop, the jobs this process is running go back to the queue, for the next server.
 - A submit in this process `wake`s the runner; jobs that other processes accepted are found by
   looking every POLL_SECONDS.
@@ -31,8 +31,8 @@ from pixeldrop.accounts.outcomes import Outcome
 from pixeldrop.errors import InvalidRequest, PixeldropError, ServerBusy, StorageUnavailable
 from pixeldrop.generation import Engine, Place
 from pixeldrop.generation.formats import FORMATS
-from pixeldrop.generation.metadata import image_parameters
 from pixeldrop.metrics import Metrics
+from pixeldrop.periodic import SWEEP_SECONDS, every
 from pixeldrop.settings import Settings
 from pixeldrop.storage import Database
 
@@ -41,7 +41,6 @@ from . import store, webhooks
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-SWEEP_SECONDS = 10.0
 BUSY_RETRY_SECONDS = 0.5  # while the generation queue is full
 
 
@@ -69,8 +68,8 @@ class JobRunner:
             # A server on read-only or locked storage still starts and answers 503 where it must;
             # the sweep queues abandoned jobs again once they are older than the stale age.
             log.warning("could not queue abandoned jobs again at start (storage unavailable); the sweep will")
-        self._tasks = [asyncio.create_task(loop()) for loop in (self._claim_forever, self._deliver_forever,
-                                                                 self._sweep_forever)]
+        self._tasks = [asyncio.create_task(self._claim_forever()), asyncio.create_task(self._deliver_forever()),
+                       asyncio.create_task(every(SWEEP_SECONDS, "sweep jobs", self._sweep, now=True))]
 
     async def stop(self) -> None:
         """Stop running jobs and put the ones begun back in the queue."""
@@ -159,7 +158,7 @@ class JobRunner:
     def _png(self, image: Image.Image, run: store.Claimed) -> bytes:
         parameters = None
         if self.settings.image_metadata:
-            parameters = image_parameters(run.prompt, run.seed, self.engine.describe())
+            parameters = self.engine.model.image_parameters(run.prompt, run.seed)
         return FORMATS["png"].encode(image, self.settings.jpeg_quality, parameters)
 
     async def _end(self, how: Callable[..., bool], run: store.Claimed, *args: object) -> bool:
@@ -174,18 +173,14 @@ class JobRunner:
         self._webhooks_wanted.set()
         return ended
 
-    async def _sweep_forever(self) -> None:
-        while True:
-            try:
-                await asyncio.to_thread(store.settle_succeeded, self.db)
-                await asyncio.to_thread(store.expire_results, self.db, self.keep)
-                if not self.settings.store_prompts:
-                    await asyncio.to_thread(store.forget_prompts, self.db)
-                await asyncio.sleep(SWEEP_SECONDS)
-                await asyncio.to_thread(store.requeue_abandoned, self.db, self.stale_after)
-            except Exception:
-                log.warning("could not sweep jobs (storage unavailable?); retrying")
-                await asyncio.sleep(SWEEP_SECONDS)
+    async def _sweep(self) -> None:
+        """Queue abandoned jobs again, charge succeeded ones whose process died first, delete
+        expired results and, unless the operator stores prompts, forget ended jobs' prompts."""
+        await asyncio.to_thread(store.requeue_abandoned, self.db, self.stale_after)
+        await asyncio.to_thread(store.settle_succeeded, self.db)
+        await asyncio.to_thread(store.expire_results, self.db, self.keep)
+        if not self.settings.store_prompts:
+            await asyncio.to_thread(store.forget_prompts, self.db)
 
     # Webhooks
 

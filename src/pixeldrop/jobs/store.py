@@ -160,30 +160,22 @@ def cancel(db: Database, account_id: int, public_id: str, keep: timedelta) -> tu
     """
     with db.session() as session:
         job = _own_job(session, account_id, public_id)
-        if changed_rows(session, update(Job).where(Job.id == job.id, Job.status == QUEUED)
-                        .values(status=CANCELED, finished_at=utcnow())) != 1:
-            session.refresh(job)
+        canceled = _cancel(session, job, keep)
+        if canceled is None:
             raise JobStateConflict(f"The job is {job.status}: only a queued job can be canceled.")
-        session.refresh(job)
-        canceled = _status(session, job, keep)
-        webhooks.queue_event(session, job.id, job.webhook_url, canceled)
         reservation = _reservation(session, job)
     return canceled, _refund_now_or_later(db, reservation, Outcome.CANCELED)
 
 
-def cancel_queued(db: Database, account_id: int, keep: timedelta) -> int:
-    """Cancel and refund every queued job of an account (it is being closed); how many. Jobs
-    already running finish and are charged, as the owner asked when submitting them."""
-    with db.session() as session:
-        queued = session.scalars(select(Job.public_id).where(Job.account_id == account_id,
-                                                             Job.status == QUEUED)).all()
+def cancel_queued(session: Session, account_id: int, keep: timedelta) -> int:
+    """Cancel and refund every queued job of an account, in the caller's transaction (the account
+    is being closed); how many. Jobs already running finish and are charged, as the owner asked
+    when submitting them."""
     canceled = 0
-    for public_id in queued:
-        try:
-            cancel(db, account_id, public_id, keep)
-        except JobStateConflict:
-            continue  # started meanwhile
-        canceled += 1
+    for job in session.scalars(select(Job).where(Job.account_id == account_id, Job.status == QUEUED)).all():
+        if _cancel(session, job, keep) is not None:  # None: started meanwhile
+            credits.refund_within(session, _reservation(session, job), Outcome.CANCELED)
+            canceled += 1
     return canceled
 
 
@@ -263,15 +255,21 @@ def settle_succeeded(db: Database) -> int:
                for request_id, account_id, amount in jobs)
 
 
-def forget_prompts(db: Database, account_id: int | None = None) -> int:
-    """Blank the prompts of ended jobs (of one account, or all): what the operator's
-    `store_prompts=false` asks (the runner's sweep calls this), and what closing an account does.
-    A queued or running job keeps its prompt until it ends: it is what the job is made from."""
+def forget_prompts(db: Database) -> int:
+    """Blank the prompts of every account's ended jobs: what the operator's `store_prompts=false`
+    asks (the runner's sweep calls this)."""
+    with db.session() as session:
+        return forget_ended_prompts(session)
+
+
+def forget_ended_prompts(session: Session, account_id: int | None = None) -> int:
+    """Blank the prompts of ended jobs (of one account, or all) in the caller's transaction: the
+    sweep's, and closing an account's. A queued or running job keeps its prompt until it ends:
+    it is what the job is made from."""
     ended = update(Job).where(Job.status.in_((SUCCEEDED, FAILED, CANCELED)), Job.prompt != "")
     if account_id is not None:
         ended = ended.where(Job.account_id == account_id)
-    with db.session() as session:
-        return changed_rows(session, ended.values(prompt=""))
+    return changed_rows(session, ended.values(prompt=""))
 
 
 def expire_results(db: Database, keep: timedelta) -> int:
@@ -295,14 +293,26 @@ def _status(session: Session, job: Job, keep: timedelta) -> JobStatus:
     position = None
     if job.status == QUEUED:
         position = session.scalar(select(func.count()).select_from(Job).where(Job.status == QUEUED, Job.id <= job.id))
-    charged = session.scalar(select(ImageRequest.credits).where(ImageRequest.id == job.request_id,
-                                                                ImageRequest.state == credits.CHARGED))
-    if job.status == SUCCEEDED:
-        charged = charged or _reservation(session, job).amount  # charged now, or by the next sweep
+    price, state = session.execute(select(ImageRequest.credits, ImageRequest.state)
+                                   .where(ImageRequest.id == job.request_id)).one()
+    # A succeeded job's price is charged now, or by the next sweep; a refunded request's is 0.
+    charged = price if state == credits.CHARGED or job.status == SUCCEEDED else 0
     expires = as_utc(job.finished_at) + keep if job.status == SUCCEEDED and job.finished_at else None
     return JobStatus(job.public_id, job.status, position, job.prompt, job.seed, job.output_format, job.webhook_url,
                      as_utc(job.created_at), job.started_at and as_utc(job.started_at),
-                     job.finished_at and as_utc(job.finished_at), expires, charged or 0, job.error)
+                     job.finished_at and as_utc(job.finished_at), expires, charged, job.error)
+
+
+def _cancel(session: Session, job: Job, keep: timedelta) -> JobStatus | None:
+    """Cancel a queued job and queue its event; None once it has started. `job` is read again."""
+    ended = changed_rows(session, update(Job).where(Job.id == job.id, Job.status == QUEUED)
+                         .values(status=CANCELED, finished_at=utcnow())) == 1
+    session.refresh(job)
+    if not ended:
+        return None
+    canceled = _status(session, job, keep)
+    webhooks.queue_event(session, job.id, job.webhook_url, canceled)
+    return canceled
 
 
 def _reservation(session: Session, job: Job) -> Reservation:

@@ -57,12 +57,17 @@ DUE_AT_ONCE = 16
 def ensure_secret(session: Session, account_id: int) -> str:
     """The account's secret, made now if it has none (inside the caller's transaction).
 
-    Of two transactions making one at once, the first to commit wins and both return its secret.
+    Read first, and written only when missing: the account page and every delivery ask for it,
+    and a read must not lock the account's row (its balance lives there). Of two transactions
+    making one at once, the first to commit wins (the UPDATE is conditional on there being none)
+    and both return its secret, read again after the UPDATE.
     """
-    made = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    session.execute(update(Account).where(Account.id == account_id, Account.webhook_secret.is_(None))
-                    .values(webhook_secret=made))
     secret = session.scalar(select(Account.webhook_secret).where(Account.id == account_id))
+    if secret is None:
+        made = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        session.execute(update(Account).where(Account.id == account_id, Account.webhook_secret.is_(None))
+                        .values(webhook_secret=made))
+        secret = session.scalar(select(Account.webhook_secret).where(Account.id == account_id))
     if secret is None:
         raise AccountNotFound("No such account.")
     return secret
@@ -166,10 +171,13 @@ def claim_due(db: Database) -> list[Delivery]:
                     attempts=WebhookDelivery.attempts + 1)) == 1:
                 claimed.append(delivery_id)
         rows = session.execute(
-            select(WebhookDelivery, Job.account_id)
-            .join(Job, Job.id == WebhookDelivery.job_id).where(WebhookDelivery.id.in_(claimed))).all()
-        return [Delivery(row.id, row.url, row.payload, ensure_secret(session, account_id), row.attempts,
-                         row.created_at) for row, account_id in rows]
+            select(WebhookDelivery, Job.account_id, Account.webhook_secret)
+            .join(Job, Job.id == WebhookDelivery.job_id).join(Account, Account.id == Job.account_id)
+            .where(WebhookDelivery.id.in_(claimed))).all()
+        # A job with a webhook made its account's secret at submit; closing the account drops it,
+        # and its canceled jobs' events are then signed with a new one.
+        return [Delivery(row.id, row.url, row.payload, secret or ensure_secret(session, account_id),
+                         row.attempts, row.created_at) for row, account_id, secret in rows]
 
 
 def signed_headers(secret: str, message_id: str, payload: str, at: datetime) -> dict[str, str]:

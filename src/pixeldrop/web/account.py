@@ -40,11 +40,10 @@ def _spent(days: list[usage.DaySpend]) -> int:
 async def account_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
     services = Services.of(request)
     db = services.db
-    fresh = await run_in_threadpool(accounts.get_account_by_id, db, account.id)
     days = await run_in_threadpool(usage.credits_spent_per_day, db, account.id, CHART_DAYS)
-    keys = await run_in_threadpool(accounts.list_keys, db, account.email)
+    keys = await run_in_threadpool(accounts.list_keys, db, account.id)
     return render(
-        request, "account.html", account=fresh, active_tab="overview",
+        request, "account.html", account=account, active_tab="overview",
         notice=NOTICES["welcome"] if "welcome" in request.query_params else None,
         spent=_spent(days), days=len(days), active_keys=sum(key.active for key in keys),
         credits_per_image=services.settings.credits_per_image,

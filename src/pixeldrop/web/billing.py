@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from pixeldrop import accounts, payments
+from pixeldrop import payments
 from pixeldrop.accounts import AccountInfo, usage
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.services import Services, base_url
@@ -41,9 +41,8 @@ PURCHASE_NOTICES = {
 async def billing_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
     settings = Services.of(request).settings
     db = Services.of(request).db
-    fresh = await run_in_threadpool(accounts.get_account_by_id, db, account.id)
     ledger = await run_in_threadpool(usage.ledger, db, account.id)
-    return render(request, "billing.html", account=fresh, active_tab="billing", ledger=ledger,
+    return render(request, "billing.html", account=account, active_tab="billing", ledger=ledger,
                   notice=PURCHASE_NOTICES.get(request.query_params.get("purchase", "")),
                   packs=payments.packs(settings), buying=payments.enabled(settings),
                   credits_per_image=settings.credits_per_image)

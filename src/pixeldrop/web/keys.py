@@ -30,7 +30,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 async def keys_page(request: Request, account: Annotated[AccountInfo, Depends(current_account)]) -> Response:
     services = Services.of(request)
     kept = await take_flash(request) if "created" in request.query_params else {}
-    keys = await run_in_threadpool(accounts.list_keys, services.db, account.email)
+    keys = await run_in_threadpool(accounts.list_keys, services.db, account.id)
     return render(request, "keys.html", active_tab="keys", keys=keys, new_key=kept.get("new_key"),
                   created="created" in request.query_params, revoked="revoked" in request.query_params,
                   default_rate_limit=services.settings.rate_limit_per_minute)
@@ -45,7 +45,7 @@ async def create_key(request: Request, account: Annotated[AccountInfo, Depends(c
 
 
 async def _own_active_key(request: Request, account: AccountInfo, prefix: str) -> accounts.KeyInfo:
-    keys = await run_in_threadpool(accounts.list_keys, Services.of(request).db, account.email)
+    keys = await run_in_threadpool(accounts.list_keys, Services.of(request).db, account.id)
     key = next((key for key in keys if key.prefix == prefix), None)
     if key is None:
         raise KeyNotFound(f"No key with prefix {prefix}.")

@@ -29,6 +29,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
+from pixeldrop.accounts import passwords
 from pixeldrop.errors import PixeldropError, RateLimited
 from pixeldrop.http.services import Services
 from pixeldrop.http.statuses import status_for
@@ -65,10 +66,12 @@ templates.env.globals["CSRF_FIELD"] = CSRF_FIELD
 
 def render(request: Request, name: str, status_code: int = 200, headers: dict[str, str] | None = None,
            **context: Any) -> Response:
-    """A page; every template gets the CSRF token, the signed-in account (or None) and whether
-    visitors may sign up (so no page links to a closed sign-up form)."""
+    """A page; every template gets the CSRF token, the signed-in account (or None), whether
+    visitors may sign up (so no page links to a closed sign-up form) and the shortest password
+    the server accepts (for the new-password fields, templates/_fields.html)."""
     context.setdefault("account", getattr(request.state, "account", None))
     context["signups_open"] = Services.of(request).settings.signups_open
+    context["password_min_length"] = passwords.MIN_LENGTH
     context["csrf_token"] = csrf_token(request)
     return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)
 

@@ -25,7 +25,6 @@ from starlette.responses import RedirectResponse, Response
 from pixeldrop.accounts import AccountInfo, credits, gallery
 from pixeldrop.errors import InvalidRequest, PixeldropError, RateLimited
 from pixeldrop.generation.formats import FORMATS
-from pixeldrop.generation.metadata import image_parameters
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.services import Services
 from pixeldrop.http.statuses import status_for
@@ -40,12 +39,14 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 EXAMPLE_PROMPT = "a red apple"  # the placeholder: a prompt the default model draws well
 
 
-async def _page(request: Request, account: AccountInfo, status_code: int = 200,
-                headers: dict[str, str] | None = None, **context) -> Response:
-    services = Services.of(request)
-    settings = services.settings
+async def _history(request: Request, account: AccountInfo) -> list[gallery.GalleryImage]:
+    return await run_in_threadpool(gallery.recent, Services.of(request).db, account.id)
+
+
+def _page(request: Request, account: AccountInfo, history: list[gallery.GalleryImage], status_code: int = 200,
+          headers: dict[str, str] | None = None, **context) -> Response:
+    settings = Services.of(request).settings
     context.setdefault("fmt", settings.default_format)
-    history = await run_in_threadpool(gallery.recent, services.db, account.id)
     return render(request, "playground.html", status_code=status_code, headers=headers, account=account,
                   formats={name: fmt.label for name, fmt in FORMATS.items()}, cost=settings.credits_per_image,
                   max_chars=settings.max_prompt_chars, max_seed=MAX_SEED, history=history,
@@ -61,16 +62,16 @@ async def playground_page(request: Request, account: Annotated[AccountInfo, Depe
                           image: int | None = None) -> Response:
     """The playground; with `image`, one of the account's images as the result (where Generate leads)."""
     services = Services.of(request)
-    kept = None if image is None else await run_in_threadpool(gallery.image, services.db, account.id, image)
-    if kept is None:
-        return await _page(request, account)
-    shown = next(item for item in await run_in_threadpool(gallery.recent, services.db, account.id)
-                 if item.id == image)
+    history = await _history(request, account)
+    shown = next((item for item in history if item.id == image), None)
+    kept = None if shown is None else await run_in_threadpool(gallery.image, services.db, account.id, shown.id)
+    if shown is None or kept is None:
+        return _page(request, account, history)
     media_type, data = kept
     fmt = _format_of(media_type)
-    return await _page(request, account, headers={"seed": str(shown.seed)}, prompt=shown.prompt or "", fmt=fmt,
-                       used_seed=shown.seed, image_url=f"data:{media_type};base64,{base64.b64encode(data).decode()}",
-                       filename=f"pixeldrop.{FORMATS[fmt].extensions[0]}", charged=services.settings.credits_per_image)
+    return _page(request, account, history, headers={"seed": str(shown.seed)}, prompt=shown.prompt or "", fmt=fmt,
+                 used_seed=shown.seed, image_url=f"data:{media_type};base64,{base64.b64encode(data).decode()}",
+                 filename=f"pixeldrop.{FORMATS[fmt].extensions[0]}", charged=services.settings.credits_per_image)
 
 
 @router.get("/playground/images/{image_id}")
@@ -108,8 +109,7 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
     settings = services.settings
 
     async def paid_image(used_seed: int) -> int:
-        model = services.engine.describe()
-        parameters = image_parameters(prompt, used_seed, model) if settings.image_metadata else None
+        parameters = services.engine.model.image_parameters(prompt, used_seed) if settings.image_metadata else None
         async with services.paid.image(account.id, None, prompt=prompt) as purchase:
             image = await purchase.generate(prompt, used_seed)
             encoded = await run_in_threadpool(FORMATS[format].encode, image, settings.jpeg_quality, parameters)
@@ -124,7 +124,7 @@ async def generate(request: Request, account: Annotated[AccountInfo, Depends(cur
     except PixeldropError as error:
         headers = retry_headers(error) if isinstance(error, RateLimited) else None
         balance = await run_in_threadpool(credits.balance, services.db, account.id)
-        return await _page(request, dataclasses.replace(account, credits=balance), status_code=status_for(error),
-                     headers=headers, error=error.message, prompt=prompt, fmt=format if format in FORMATS else None,
-                     seed=seed)
+        return _page(request, dataclasses.replace(account, credits=balance), await _history(request, account),
+                     status_code=status_for(error), headers=headers, error=error.message, prompt=prompt,
+                     fmt=format if format in FORMATS else None, seed=seed)
     return RedirectResponse(f"/playground?image={image_id}", status_code=303)

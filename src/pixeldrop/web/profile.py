@@ -2,8 +2,9 @@
 
 Both ask for the current password: a session left open on a shared computer is not enough to
 lock the owner out or close their account. A new password ends every other browser's session
-and keeps this one. Deleting (accounts/deletion.py) revokes the keys and ends every session; the
-ledger and usage stay for the operator, and the address cannot sign up again.
+and keeps this one. Deleting (pixeldrop/account_deletion.py) revokes the keys, cancels and
+refunds the queued jobs and ends every session, in one transaction; the ledger and usage stay
+for the operator, and the address cannot sign up again.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from pixeldrop import jobs
+from pixeldrop.account_deletion import delete_account
 from pixeldrop.accounts import AccountInfo, passwords
-from pixeldrop.accounts.deletion import delete_account
 from pixeldrop.errors import InvalidCredentials, InvalidInput
 from pixeldrop.http.services import Services
 
@@ -55,9 +55,7 @@ async def delete(request: Request, account: Annotated[AccountInfo, Depends(curre
         await run_in_threadpool(passwords.check_password, db, account.id, password)
     except InvalidCredentials as error:
         return _page(request, status_code=400, delete_error=error.message)
-    await run_in_threadpool(delete_account, db, account.id)
-    settings = Services.of(request).settings
-    await run_in_threadpool(jobs.store.cancel_queued, db, account.id, timedelta(seconds=settings.job_result_seconds))
-    await run_in_threadpool(jobs.store.forget_prompts, db, account.id)
+    keep = timedelta(seconds=Services.of(request).settings.job_result_seconds)
+    await run_in_threadpool(delete_account, db, account.id, keep)
     await sign_out(request)
     return RedirectResponse("/?deleted=1", status_code=303)
