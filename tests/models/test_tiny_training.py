@@ -156,6 +156,8 @@ def synthetic_dataset() -> dict:
         "groups": np.arange(len(images), dtype=np.int32),
         "held_out": rng.random(len(images)) < 0.2,
         "kinds": np.array(["emoji"] * len(images)),
+        "sources": np.array(["noto"] * len(images)),
+        "fingerprint": np.array("synthetic"),
     }
 
 
@@ -224,3 +226,12 @@ def test_training_resumes_and_exports_a_loadable_pipeline(tmp_path, monkeypatch)
     log = fresh.work_dir / "log.jsonl"
     stages = {json.loads(line)["stage"] for line in log.read_text().splitlines()} if log.exists() else set()
     assert not stages & {"vae", "upscaler"}, "the autoencoder and the upscaler come from the export"
+
+
+def test_unet_batches_take_their_icon_share_whatever_the_row_counts():
+    rng = np.random.default_rng(0)
+    icons, emoji = np.arange(100, 400), np.arange(0, 100)  # three icon rows for every emoji row
+    batch = train._batch_rows(rng, icons, emoji, 32, 0.25)
+    assert len(batch) == 32 and np.isin(batch, icons).sum() == 8 and np.isin(batch, emoji).sum() == 24
+    assert np.isin(train._batch_rows(rng, icons[:0], emoji, 32, 0.25), emoji).all()  # no icons: all emoji
+    assert np.isin(train._batch_rows(rng, icons, emoji[:0], 32, 0.25), icons).all()

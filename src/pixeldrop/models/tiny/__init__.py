@@ -2,9 +2,9 @@
 
 `WEIGHTS_DIR` is a diffusers pipeline folder; see MODEL_CARD.md in it. `architecture.py` holds
 the model's parts (the loader imports it for the cascade autoencoder). Training, imported only by
-`pixeldrop train-tiny` and the benchmarks: `data.py` builds the captioned pictures, `train.py`
-runs the stages in order (`upscaler_training.py` is the 512 px upscaler's, `stage_tools.py` what
-they share), `evaluate.py` scores a model.
+`pixeldrop train-tiny` and the benchmarks: `data.py` builds the captioned pictures (from emoji
+and the icon sets of `sources.py`), `train.py` runs the stages in order (`upscaler_training.py`
+is the 512 px upscaler's, `stage_tools.py` what they share), `evaluate.py` scores a model.
 """
 
 from pathlib import Path

@@ -8,16 +8,30 @@ with matching caption changes is added: hue shifts named by their colour, two co
 side ("two apples"), two different emoji side by side ("a cat and a dog"), and coloured
 backgrounds. 10% of the base emoji (and everything made from them) are held out for evaluation.
 
+Beyond emoji, the artwork of `sources.SOURCES` (Fluent, Twemoji, OpenMoji, game-icons,
+openclipart, ...) teaches named concepts in several styles: each drawing is rendered by resvg at
+IMAGE_SIZE on white (`cached_renders`, kept on disk) and captioned with its concept and its
+source's style ("a lighthouse, silhouette", "a lighthouse emoji"); a concept the Noto emoji lack
+also gets plain captions ("a lighthouse") on the pictures of the first source in `SOURCES` that
+draws it, so a prompt without a style word gets the flat colour look. These drawings are not
+augmented. Concepts are held out whole: those of held-out Noto emoji, and a fixed 10% of the
+others (`sources.is_held_out_concept`), in every source.
+
 The 512 px upscaler learns from sharp ground truth instead: the same Noto designs as SVGs, npm
 `@iconify-json/noto` (Apache-2.0), rendered at 512 px by resvg and composed with the same
 augmentations (`random_composition`).
+
+`dataset.npz` records the fingerprint of everything it was built from (`DATASET_FINGERPRINT`):
+a file built from other sources is rebuilt, and train.py drops the caches made from it.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import json
+import re
 import subprocess  # nosec B404 # used for `npm pack` only (fetch_npm_package): fixed argv, no shell
 import tarfile
 from dataclasses import dataclass, field
@@ -26,13 +40,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .architecture import IMAGE_SIZE
+from . import sources
+from .architecture import IMAGE_SIZE, text_encoder_path
+from .sources import HELD_OUT_FRACTION, SEED, Source
 
 EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 ICON_PACKAGE = "@iconify-json/noto@1.2.9"
 RENDER_SIZE = 512
-HELD_OUT_FRACTION = 0.10
-SEED = 1234
+DATASET_REVISION = 2  # bump when the way samples are made changes
+DATASET_FINGERPRINT = hashlib.sha256(
+    f"{DATASET_REVISION}:{EMOJI_PACKAGE}:{SEED}:{sources.fingerprint()}".encode()).hexdigest()[:16]
+# A drawing is kept when it covers this much of its square (openclipart has empty and full-bleed files)
+# and, on white, shows this much contrast: a white flag on white teaches nothing.
+MIN_COVERAGE = 0.02
+MIN_CONTRAST = 12.0
 
 SKIN_TONES = {
     "1F3FB": "light skin tone",
@@ -58,8 +79,9 @@ BACKGROUNDS = {
 class Sample:
     image: np.ndarray  # uint8, IMAGE_SIZE x IMAGE_SIZE x 3, on white unless the caption says
     captions: list[str]
-    group: int  # index of the base emoji it comes from, for the held-out split
-    kind: str = "emoji"
+    group: int  # index of the base emoji (or, after them, the concept) it comes from, for the held-out split
+    kind: str = "emoji"  # "icon" for the drawings of `sources.SOURCES`
+    source: str = "noto"  # a `Source.key` for those
 
 
 @dataclass
@@ -70,6 +92,17 @@ class Emoji:
     category: str
     subcategory: str
     captions: list[str] = field(default_factory=list)
+    code: str = ""  # code point(s) of the base emoji, "1F34E": links its concept to other sets' names
+    concept: str = ""  # the base emoji's name as words (`sources.normalise`)
+
+
+@dataclass
+class Drawing:
+    """One SVG of a `sources.SOURCES` entry, with the concept it depicts."""
+    source: str  # Source.key
+    ident: str  # unique within its source: the cache file's name
+    name: str  # the concept as this source names it, in words ("coffee cup")
+    svg: str
 
 
 def npm_package_dir(spec: str, cache_dir: Path) -> Path:
@@ -84,8 +117,8 @@ def fetch_npm_package(spec: str, cache_dir: Path) -> Path:
     if (package / "package.json").exists():
         return package
     target = package.parent
-    # Bandit B603/B607: the argv is fixed, with no shell; `spec` is one of this module's pinned package
-    # constants; `npm` is looked up on the PATH on purpose: the operator's own toolchain, training only.
+    # Bandit B603/B607: the argv is fixed, with no shell; `spec` is a pinned package constant (this module's
+    # or `sources.SOURCES`); `npm` is looked up on the PATH on purpose: the operator's own toolchain, training only.
     out = subprocess.run(  # nosec B603 B607
         ["npm", "pack", spec, "--silent"], cwd=cache_dir, check=True, capture_output=True, text=True
     )
@@ -142,6 +175,8 @@ def load_emoji(package: Path) -> list[Emoji]:
                     short_names=record["short_names"] if variant_name == name else [],
                     category=record["category"],
                     subcategory=record["subcategory"],
+                    code=record["unified"],
+                    concept=sources.normalise(name),
                 )
             )
     for e in emoji:
@@ -238,15 +273,192 @@ def held_out_groups(n_groups: int, seed: int = SEED) -> set[int]:
     return set(rng.choice(n_groups, size=int(n_groups * HELD_OUT_FRACTION), replace=False).tolist())
 
 
+def iconify_svg(icon: dict, icon_set: dict) -> str:
+    """An icon of an Iconify JSON set as a standalone SVG document."""
+    box = [icon.get("left", 0), icon.get("top", 0),
+           icon.get("width", icon_set.get("width", 16)), icon.get("height", icon_set.get("height", 16))]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+            f'viewBox="{" ".join(map(str, box))}">{icon["body"]}</svg>')
+
+
+def iconify_drawings(src: Source, package: Path) -> tuple[list[Drawing], list[tuple[str, str]]]:
+    """The drawings of an Iconify set, and the name links its aliases and code points give."""
+    icon_set = json.loads((package / "icons.json").read_text())
+    kept = sources.iconify_names(sorted(icon_set["icons"]), src)
+    drawings = [Drawing(src.key, name, concept, iconify_svg(icon_set["icons"][name], icon_set))
+                for name, concept in kept.items()]
+    links = []
+    for alias, target in sorted(icon_set.get("aliases", {}).items()):
+        # Only plain aliases: one with a flip or rotation draws something else ("arrow-left").
+        if set(target) == {"parent"} and target["parent"] in kept and "skin-tone" not in alias:
+            links.append((kept[target["parent"]], sources.normalise(alias)))
+    chars = package / "chars.json"
+    for code, name in sorted(json.loads(chars.read_text()).items()) if chars.exists() else []:
+        if name in kept:
+            links.append((kept[name], "U+" + sources.code_point_key(code)))
+    return drawings, links
+
+
+def text_vocabulary() -> set[str]:
+    """The text encoder's whole words: what "an English word" means to the openclipart filter."""
+    return {w for w in (text_encoder_path() / "vocab.txt").read_text().split() if w.isalpha()}
+
+
+def openclipart_drawings(src: Source, root: Path) -> list[Drawing]:
+    return [Drawing(src.key, path.relative_to(root).with_suffix("").as_posix().replace("/", "__"), concept,
+                    path.read_text(errors="replace"))
+            for path, concept in sources.openclipart_candidates(root, text_vocabulary())]
+
+
+def load_drawings(src: Source, cache_dir: Path) -> tuple[list[Drawing], list[tuple[str, str]]]:
+    """A source's drawings and name links, its package fetched once into `cache_dir`."""
+    if src.names == "iconify":
+        return iconify_drawings(src, fetch_npm_package(src.spec(), cache_dir / "npm"))
+    root = sources.fetch_deb_package(src.spec(), cache_dir / "deb") / sources.OPENCLIPART_ROOT
+    return openclipart_drawings(src, root), []
+
+
+# resvg-py refuses a root width/height in physical units ("297mm", old Inkscape files); in px it is the same.
+_PX_PER_UNIT = {"px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54, "in": 96.0}
+
+
+def _in_px(svg: str) -> str:
+    head = re.search(r"<svg\b[^>]*>", svg)
+    if head is None:
+        return svg
+    fixed = re.sub(r'(?<=\s)(width|height)="\s*([\d.]+)\s*(px|pt|pc|mm|cm|in)\s*"',
+                   lambda m: f'{m.group(1)}="{float(m.group(2)) * _PX_PER_UNIT[m.group(3)]:g}"', head.group(0))
+    return svg[:head.start()] + fixed + svg[head.end():]
+
+
+def render_svg(svg: str, size: int, crop: bool = False) -> Image.Image:
+    """An SVG drawn by resvg to fit a transparent size x size square, centred (aspect kept).
+
+    `crop`: drawn larger, then cut to what it draws plus a margin, for clip art that sits
+    somewhere on a whole page. System fonts are skipped so that a render does not depend on
+    the machine: text in a drawing (rare, in clip art) is left out.
+    """
+    import resvg_py
+
+    side = size * 4 if crop else size
+    png = resvg_py.svg_to_bytes(svg_string=_in_px(svg), width=side, height=side, skip_system_fonts=True)
+    image = Image.open(io.BytesIO(bytes(png))).convert("RGBA")
+    box = image.getchannel("A").getbbox()
+    if crop and box:
+        image = image.crop(box)
+        side = round(max(image.size) * 1.1)
+        image.thumbnail((size * image.width // side or 1, size * image.height // side or 1), Image.Resampling.LANCZOS)
+    canvas = Image.new("RGBA", (size, size), (255, 255, 255, 0))
+    canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
+    return canvas
+
+
+def cached_renders(drawings: list[Drawing], cache_dir: Path, size: int = IMAGE_SIZE,
+                   crop: bool = False) -> list[Image.Image | None]:
+    """Each drawing rendered once at `size` px (`render_svg`), kept as an RGBA PNG under
+    `cache_dir/renders-<size>/`; None where resvg cannot draw the SVG (remembered as a `.failed` file)."""
+    images: list[Image.Image | None] = []
+    for d in drawings:
+        path = cache_dir / f"renders-{size}" / d.source / f"{d.ident}.png"
+        failed = path.with_suffix(".failed")
+        if not path.exists() and not failed.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                image = render_svg(d.svg, size, crop)
+            except ValueError:
+                failed.touch()
+            else:
+                image.save(path.with_suffix(".tmp"), format="PNG")
+                path.with_suffix(".tmp").replace(path)
+        images.append(None if failed.exists() else Image.open(path).convert("RGBA"))
+    return images
+
+
+def is_legible(image: Image.Image) -> bool:
+    """Covers enough of its square and, on white, shows enough contrast to be seen."""
+    coverage = (np.asarray(image)[..., 3] > 32).mean()
+    grey = np.asarray(Image.fromarray(on_background(image)).convert("L"), dtype=np.float32)
+    return bool(coverage >= MIN_COVERAGE and grey.std() >= MIN_CONTRAST)
+
+
+def icon_captions(name: str, styles: tuple[str, ...], plain: bool) -> list[str]:
+    """Concept and style, canonical first: "a lighthouse, silhouette", "lighthouse silhouette", ...;
+    with `plain`, also "a lighthouse" and "lighthouse"."""
+    captions = []
+    for style in styles:
+        captions += [f"{_article(name)} emoji", f"{name} emoji"] if style == "emoji" else \
+            [f"{_article(name)}, {style}", f"{name} {style}"]
+    if plain:
+        captions += [_article(name), name]
+    return list(dict.fromkeys(captions))
+
+
+@dataclass
+class IconSet:
+    samples: list[Sample]
+    held_out_groups: set[int]
+    summary: dict  # per source: images and distinct concepts; "total": distinct concepts over all
+
+
+def build_icon_samples(emoji: list[Emoji], held_emoji: set[int],
+                       drawings: list[tuple[Drawing, Image.Image]], links: list[tuple[str, str]]) -> IconSet:
+    """Captioned samples of the sources' drawings; concept groups numbered after the emoji's.
+
+    A concept is held out when its Noto emoji is, and otherwise by `sources.is_held_out_concept`;
+    plain captions go to the first source in `SOURCES` that draws a concept Noto lacks.
+    """
+    concepts = sources.Concepts()
+    sources.link_code_points(concepts, {e.concept: e.code for e in emoji if e.code})
+    for a, b in links:
+        concepts.join(a, b)
+    noto = {concepts.find(e.concept) for e in emoji}
+    noto_held = {concepts.find(e.concept) for g, e in enumerate(emoji) if e.short_names and g in held_emoji}
+    order = {s.key: i for i, s in enumerate(sources.SOURCES)}
+    first_source: dict[str, int] = {}
+    for d, _ in drawings:
+        root = concepts.find(d.name)
+        first_source[root] = min(first_source.get(root, len(order)), order[d.source])
+    groups = {root: len(emoji) + i for i, root in enumerate(sorted(first_source))}
+    samples, held = [], set()
+    for d, image in drawings:
+        root = concepts.find(d.name)
+        if root in noto_held or (root not in noto and sources.is_held_out_concept(root)):
+            held.add(groups[root])
+        plain = root not in noto and first_source[root] == order[d.source]
+        captions = icon_captions(d.name, sources.source(d.source).styles, plain)
+        samples.append(Sample(on_background(image), captions, groups[root], "icon", d.source))
+    names = {"noto": {e.concept for e in emoji}} | {s.key: set() for s in sources.SOURCES}
+    images = dict.fromkeys(names, 0)
+    images["noto"] = len(emoji)
+    for d, _ in drawings:
+        names[d.source].add(d.name)
+        images[d.source] += 1
+    counts = sources.concept_counts(concepts, names)
+    summary = {key: {"images": images[key], "concepts": counts[key]} for key in names}
+    summary["total"] = {"images": len(emoji) + len(drawings), "concepts": counts["total"]}
+    return IconSet(samples, held, summary)
+
+
 def build_dataset(cache_dir: Path) -> dict:
-    """Everything training needs, as arrays: built once and stored as `dataset.npz`."""
+    """Everything training needs, as arrays: built once and stored as `dataset.npz` (with
+    `concepts.json`, the images and distinct concepts per source)."""
     target = cache_dir / "dataset.npz"
     if target.exists():
         data = np.load(target, allow_pickle=False)
-        return {k: data[k] for k in data.files}
+        if "fingerprint" in data.files and str(data["fingerprint"]) == DATASET_FINGERPRINT:
+            return {k: data[k] for k in data.files}
     emoji = load_emoji(fetch_npm_package(EMOJI_PACKAGE, cache_dir / "npm"))
     samples = build_samples(emoji)
     held = held_out_groups(len(emoji))
+    drawings, links = [], []
+    for src in sources.SOURCES:
+        found, found_links = load_drawings(src, cache_dir)
+        drawings += [(d, image) for d, image in zip(found, cached_renders(found, cache_dir, crop=src.crop), strict=True)
+                     if image is not None and is_legible(image)]
+        links += found_links
+    icons = build_icon_samples(emoji, held, drawings, links)
+    samples += icons.samples
+    held |= icons.held_out_groups
     captions = sorted({c for s in samples for c in s.captions})
     caption_index = {c: i for i, c in enumerate(captions)}
     width = max(len(s.captions) for s in samples)
@@ -260,8 +472,12 @@ def build_dataset(cache_dir: Path) -> dict:
         "groups": np.array([s.group for s in samples], dtype=np.int32),
         "held_out": np.array([s.group in held for s in samples]),
         "kinds": np.array([s.kind for s in samples]),
+        "sources": np.array([s.source for s in samples]),
+        "fingerprint": np.array(DATASET_FINGERPRINT),
     }
-    np.savez(target, **data)
+    (cache_dir / "concepts.json").write_text(json.dumps(icons.summary, indent=2) + "\n")
+    np.savez(target.with_suffix(".tmp.npz"), **data)
+    target.with_suffix(".tmp.npz").replace(target)
     return data
 
 
@@ -276,11 +492,7 @@ def render_icons(cache_dir: Path, size: int = RENDER_SIZE) -> list[Path]:
         icon_set = json.loads((package / "icons.json").read_text())
         folder.mkdir(parents=True, exist_ok=True)
         for name, icon in sorted(icon_set["icons"].items()):
-            box = [icon.get("left", 0), icon.get("top", 0),
-                   icon.get("width", icon_set["width"]), icon.get("height", icon_set["height"])]
-            svg = (f'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
-                   f'viewBox="{" ".join(map(str, box))}">{icon["body"]}</svg>')
-            png = resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size)
+            png = resvg_py.svg_to_bytes(svg_string=iconify_svg(icon, icon_set), width=size, height=size)
             (folder / f"{name}.png").write_bytes(bytes(png))
         done.touch()
     return sorted(folder.glob("*.png"))
@@ -313,3 +525,22 @@ def random_composition(icons: list[Path], rng: np.random.Generator) -> np.ndarra
 def downsample(image: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     """What the 64 px autoencoder sees of a render (Lanczos, as for the caption set)."""
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def main() -> None:
+    """`python -m pixeldrop.models.tiny.data [--work-dir DIR]`: build the set (or read it) and print
+    the images and distinct concepts per source."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--work-dir", type=Path, default=Path("~/.pixeldrop/tiny-training"))
+    work_dir = parser.parse_args().work_dir.expanduser()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = build_dataset(work_dir)
+    summary = json.loads((work_dir / "concepts.json").read_text())
+    for key, row in summary.items():
+        print(f"{key:20} {row['images']:7,} images {row['concepts']:7,} concepts")
+    print(f"{len(data['images']):,} samples, {len(data['captions']):,} distinct captions, "
+          f"{int(data['held_out'].sum()):,} held out")
+
+
+if __name__ == "__main__":
+    main()

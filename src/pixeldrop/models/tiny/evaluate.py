@@ -4,7 +4,9 @@ Prompt adherence is scored by retrieval, as CLIP scores are: a small image tower
 contrastively against the frozen MiniLM text tower on the same (image, caption) set. For a
 caption, the generated image "matches" when, among 100 candidate captions, the scorer ranks
 its own caption first. Chance is 1%. Held-out captions (10% of emoji, never trained on) show
-whether the model generalises beyond memorising.
+whether the model generalises beyond memorising; the same among held-out captions of the icon
+sources (`sources.SOURCES`: concept and style, "a lighthouse, silhouette") shows whether it
+learnt styles and new concepts.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Metrics:
     blank_fraction: float  # of non-emoji prompts whose image is (almost) a flat colour
     scorer_top1_real: float  # the scorer on real held-out images: the ceiling for top1_held_out
     n_captions: int
+    top1_held_out_icons: float | None = None  # held-out captions of the icon sources; None without them
+    scorer_top1_real_icons: float | None = None  # the ceiling for top1_held_out_icons
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -118,8 +122,8 @@ def retrieval_top1(pipe, tower: ImageTower, captions: list[str], seed: int, step
     return float((ranks == torch.arange(len(captions))).float().mean())
 
 
-def _caption_pool(data: dict, held_out: bool, n: int, rng) -> list[str]:
-    rows = np.flatnonzero((data["held_out"] == held_out) & (data["kinds"] == "emoji"))
+def _caption_pool(data: dict, held_out: bool, n: int, rng, kind: str = "emoji") -> list[str]:
+    rows = np.flatnonzero((data["held_out"] == held_out) & (data["kinds"] == kind))
     picked = rng.choice(rows, min(4 * n, len(rows)), replace=False)
     captions = {str(data["captions"][data["caption_ids"][r, 0]]) for r in picked}
     return sorted(captions)[:n] if len(captions) >= n else sorted(captions)
@@ -136,12 +140,17 @@ def evaluate(pipe, tower: ImageTower, data: dict, steps: int = 20, guidance: flo
                                for g in (0, 4) for i in range(g, g + 4) for j in range(i + 1, g + 4)]))
     other = _generate(pipe, NON_EMOJI_PROMPTS, list(range(len(NON_EMOJI_PROMPTS))), steps, guidance)
     blank = float(np.mean([img.std() < 0.04 for img in other]))
-    return Metrics(top1_train, top1_held, diversity, blank, _scorer_on_real(pipe, tower, data, rng), len(train_caps))
+    metrics = Metrics(top1_train, top1_held, diversity, blank, _scorer_on_real(pipe, tower, data, rng), len(train_caps))
+    if (data["held_out"] & (data["kinds"] == "icon")).any():
+        icon_caps = list(rng.permutation(_caption_pool(data, True, n, rng, "icon")))
+        metrics.top1_held_out_icons = retrieval_top1(pipe, tower, icon_caps, 3000, steps, guidance)
+        metrics.scorer_top1_real_icons = _scorer_on_real(pipe, tower, data, rng, n, "icon")
+    return metrics
 
 
 @torch.no_grad()
-def _scorer_on_real(pipe, tower: ImageTower, data: dict, rng, n: int = 100) -> float:
-    rows = np.flatnonzero(data["held_out"] & (data["kinds"] == "emoji"))
+def _scorer_on_real(pipe, tower: ImageTower, data: dict, rng, n: int = 100, kind: str = "emoji") -> float:
+    rows = np.flatnonzero(data["held_out"] & (data["kinds"] == kind))
     rows = rng.choice(rows, min(n, len(rows)), replace=False)
     captions = [str(data["captions"][data["caption_ids"][r, 0]]) for r in rows]
     images = torch.from_numpy(data["images"][rows]).permute(0, 3, 1, 2).float() / 127.5 - 1
