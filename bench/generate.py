@@ -102,26 +102,40 @@ def run_preset(model: str, preset: str, runs: int, queue) -> None:
     settings = Settings(model=model, preset=preset, num_inference_steps=1, guidance_scale=0.0, _env_file=None)
     generator = load_generator(settings)
     times = _time(lambda: generator.generate([PROMPT], [0]), runs)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before the fp32 reference below
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before the fp32 references below
     describe = generator.describe()
     compiled = ", compiled" if describe["compiled"] else ""
     what = f"{describe['dtype']}, {describe['decoder']} decoder{compiled}"
-    queue.put((times, peak_rss, what, unet_error(model, generator.pipeline.unet)))
+    error = (unet_error(model, generator.pipeline.unet), image_psnr(model, generator, describe["decoder"]))
+    queue.put((times, peak_rss, what, error))
 
 
 def unet_error(model: str, fast_unet) -> float:
-    """Relative error of the preset's UNet (bf16, compiled) against the fp32 UNet, same inputs."""
+    """Relative error of the preset's UNet (its precision, compiled) against the fp32 UNet, same inputs."""
     import torch
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
     sample, hidden, t = torch.randn(1, 4, 64, 64), torch.randn(1, 77, 1024), torch.tensor([999])
-    dtype = next(fast_unet.parameters()).dtype
+    dtype = fast_unet.dtype
     with torch.inference_mode():
         out = fast_unet(sample.to(dtype), t, hidden.to(dtype)).sample.float()
         reference = UNet2DConditionModel.from_pretrained(model, subfolder="unet", dtype=torch.float32)
         expected = reference(sample, t, hidden).sample
     return float((out - expected).norm() / expected.norm())
+
+
+def image_psnr(model: str, generator, decoder: str) -> float:
+    """PSNR (dB) of the preset's image against the fp32 pipeline's with the same decoder, prompt
+    and seed: what the preset's precision costs in pixels."""
+    import numpy as np
+
+    from pixeldrop.generation.diffusers_backend import DiffusersGenerator
+
+    reference = DiffusersGenerator(model, device="cpu", precision="fp32", decoder=decoder, num_inference_steps=1,
+                                   guidance_scale=0.0)
+    made, expected = (np.asarray(g.generate([PROMPT], [0])[0], dtype=np.float64) for g in (generator, reference))
+    return float(10 * np.log10(255**2 / max(np.mean((made - expected) ** 2), 1e-12)))
 
 
 def run_plain(model: str, runs: int, queue) -> None:
@@ -132,7 +146,7 @@ def run_plain(model: str, runs: int, queue) -> None:
     pipe = StableDiffusionPipeline.from_pretrained(model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     times = _time(lambda: pipe(PROMPT, num_inference_steps=1, guidance_scale=0.0), runs)
-    queue.put((times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "float32, full decoder", 0.0))
+    queue.put((times, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "float32, full decoder", None))
 
 
 def in_child(target, *args):
@@ -165,7 +179,8 @@ def main() -> None:
     for name, run, run_args in configurations:
         times, rss_kb, what, error = run(*run_args, args.runs)
         results[name] = statistics.median(times)
-        unet = "" if error is None else f"  UNet rel. error vs fp32: {error:.4f}"
+        unet = "" if error is None else (f"  UNet rel. error vs fp32: {error[0]:.4f}, "
+                                         f"image PSNR vs fp32: {error[1]:.1f} dB")
         print(f"{name:22} {what:50} median {results[name]:6.2f} s/image  "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)})  peak RSS {rss_kb / 2**20:.2f} GiB{unet}", flush=True)
     fast, quality, plain = results["fast"], results["quality"], results["plain diffusers"]

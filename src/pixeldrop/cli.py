@@ -314,7 +314,8 @@ Steps = Annotated[int | None, typer.Option(help="Denoising steps.", show_default
 Guidance = Annotated[float | None, typer.Option(help="Guidance scale.", show_default="the model's")]
 PresetOption = Annotated[Preset | None, typer.Option(help="fast (TAESD decoder) or quality (full VAE).")]
 PrecisionOption = Annotated[Precision | None, typer.Option(
-    help="Weights' precision; auto is fp16 on CUDA, bf16 on CPUs that have it, else fp32.", show_default="auto")]
+    help="Weights' precision; auto is fp16 on CUDA, on CPUs bf16 where measured faster than fp32, else fp32; "
+         "int8 quantizes the UNet (CPUs; calibrated at start).", show_default="auto, or the preset's")]
 DecoderOption = Annotated[Decoder | None, typer.Option(help="full (the model's VAE) or tiny (TAESD).",
                                                        show_default="full, or the preset's")]
 Verbose = Annotated[bool | None, typer.Option(

@@ -47,6 +47,8 @@ def test_presets_resolve_and_explicit_flags_win():
     assert Settings(preset="fast", decoder="full", _env_file=None).resolved_decoder == "full"
     assert Settings(preset="fast", precision="fp32", _env_file=None).resolved_precision == "fp32"
     assert Settings(_env_file=None).resolved_precision == "auto"
+    assert Settings(preset="fast", _env_file=None).resolved_precision == "int8"
+    assert Settings(preset="quality", _env_file=None).resolved_precision == "auto"
     assert Settings(preset="fast", _env_file=None).resolved_compile is True
     assert Settings(preset="fast", compile=False, _env_file=None).resolved_compile is False
     assert Settings(_env_file=None).resolved_compile is False

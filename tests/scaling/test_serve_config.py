@@ -77,7 +77,7 @@ def bf16_measured(monkeypatch):
 @pytest.mark.parametrize("faster", [True, False])
 def test_cpu_replicas_are_told_the_precision_measured_here(tiny_model, bf16_measured, faster):
     bf16_measured["faster"] = faster
-    for asked in ({}, {"precision": "auto"}, {"preset": "fast"}):
+    for asked in ({}, {"precision": "auto"}, {"preset": "quality"}):
         args = replica_args(Settings(model=tiny_model, **asked, _env_file=None), cluster_gpus=0)
         assert args["precision"] == ("bf16" if faster else "fp32"), asked
         assert Settings(**args, _env_file=None).resolved_precision == args["precision"], "replicas measure nothing"
@@ -89,6 +89,7 @@ def test_the_models_recipe_and_an_explicit_precision_need_no_measuring(bf16_meas
     assert replica_args(Settings(_env_file=None), cluster_gpus=0)["precision"] == "fp32", "pixeldrop-tiny's recipe"
     assert replica_args(Settings(precision="bf16", _env_file=None), cluster_gpus=0)["precision"] == "bf16"
     assert replica_args(Settings(preset="quality", precision="fp32", _env_file=None), 0)["precision"] == "fp32"
+    assert replica_args(Settings(preset="fast", _env_file=None), 0)["precision"] == "int8", "the fast preset's"
     assert bf16_measured["times"] == 0
 
 

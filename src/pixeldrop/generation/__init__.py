@@ -49,7 +49,8 @@ def warmed_up(generator: Generator, settings: Settings) -> Generator:
     Ray replica), so that the first request does not pay for compilation and lazy loading."""
     if settings.warm_up:
         # Said before it starts: with a compiled UNet, this first image takes minutes.
-        log.info("warming up with one image%s", " (compiling the UNet: minutes)" if settings.resolved_compile else "")
+        compiling = settings.resolved_compile or settings.resolved_precision == "int8"  # int8 always compiles
+        log.info("warming up with one image%s", " (compiling the UNet: minutes)" if compiling else "")
         generator.generate(["warm-up"], [0])
     return generator
 

@@ -33,6 +33,9 @@ TINY_DECODER = "madebyollin/taesd"
 # A recipe is data from a model folder: it may pick classes only from these installed libraries.
 COMPONENT_LIBRARIES = ("diffusers", "transformers", "pixeldrop")
 
+# Loggers that say only expected things while a model loads (quiet_libraries).
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
 # Sampling defaults for well-known hub models that carry no recipe of ours.
 KNOWN_MODELS: dict[str, dict[str, Any]] = {
     "stabilityai/sd-turbo": {"num_inference_steps": 1, "guidance_scale": 0.0},
@@ -91,12 +94,19 @@ def quiet_libraries(verbose: bool) -> Iterator[None]:
     to PIL image processors (torchvision is not installed: pixeldrop never processes input
     images), a "LOAD REPORT" of the pooler weights that pixeldrop-tiny's MiniLM text encoder
     leaves out on purpose (its pipeline reads the hidden states), diffusers' "Expected types for
-    text_encoder" (a BERT encoder where Stable Diffusion has CLIP), and their progress bars.
+    text_encoder" (a BERT encoder where Stable Diffusion has CLIP), their progress bars, and
+    what importing torchao logs (diffusers imports it): "Failed to load ..." for its CUDA kernels,
+    which a CPU build of torch cannot load (int8 on CPUs runs on torch's own oneDNN kernels), and
+    torch's notice that registering its enums is deprecated.
     Everything is restored on the way out, so only the loading is quiet.
     """
     if verbose:
         yield
         return
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
 
@@ -114,6 +124,8 @@ def quiet_libraries(verbose: bool) -> Iterator[None]:
             library.set_verbosity(verbosity)
             if progress_bar:
                 library.enable_progress_bar()
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def pick_device(device: str) -> torch.device:
@@ -155,10 +167,11 @@ def bf16_is_faster_here() -> bool:
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     """`auto`: fp16 on CUDA; on CPUs bf16 where it is measured faster than fp32, else fp32.
+    `int8` loads in fp32: the UNet is quantized from it (int8.py).
 
     bf16 costs a relative error of about 1% on the SD-Turbo UNet (bench/README.md).
     """
-    explicit = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    explicit = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
     if precision in explicit:
         return explicit[precision]
     if device.type == "cuda":
@@ -171,6 +184,23 @@ def cpu_precision(model: str) -> str:
     bf16 where it is measured faster than fp32 here, else fp32. (The Ray engine asks this once, in
     the API process, so that every replica makes the same pixels from the same seed.)"""
     return read_recipe(model).precision or ("bf16" if bf16_is_faster_here() else "fp32")
+
+
+def _load_unet(model: str, dtype: torch.dtype) -> dict[str, Any]:
+    """{"unet": the model's UNet} where it has a diffusers one, loaded before anything else.
+
+    While a part loads, its weights file is mapped in memory beside the tensors made from it, so
+    the order sets the peak: the pipeline's own order loads the UNet, the largest part, beside
+    the text encoder already loaded (SD-Turbo in fp32 from fp16 files: 6.9 GiB at peak for
+    5.2 GiB loaded). Loaded first, its file is gone before the text encoder's is mapped.
+    """
+    from diffusers import DiffusionPipeline
+
+    library, class_name = DiffusionPipeline.load_config(model).get("unet", (None, None))
+    if library != "diffusers":
+        return {}
+    unet_class = getattr(importlib.import_module("diffusers"), class_name)
+    return {"unet": unet_class.from_pretrained(model, subfolder="unet", dtype=dtype)}
 
 
 def load_tiny_decoder(model: str, dtype: torch.dtype):
@@ -205,6 +235,9 @@ class DiffusersGenerator:
         self.device = pick_device(device)
         if precision == "auto" and self.device.type == "cpu":
             precision = cpu_precision(model)
+        if precision == "int8" and self.device.type != "cpu":
+            log.info("int8 is a CPU route (oneDNN); on %s the model runs as --precision auto", self.device)
+            precision = "auto"
         self.dtype = pick_dtype(precision, self.device)
         log.info("loading %s on %s as %s", model, self.device, self.dtype)
         with quiet_libraries(verbose):
@@ -213,15 +246,22 @@ class DiffusersGenerator:
             # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
             for part in (self.pipeline.unet, self.pipeline.vae):
                 part.to(memory_format=torch.channels_last)
-        self.compiled = compile
-        if compile:
+        self.pipeline.set_progress_bar_config(disable=True)
+        self.num_inference_steps = num_inference_steps or self.recipe.num_inference_steps
+        self.guidance_scale = guidance_scale if guidance_scale is not None else self.recipe.guidance_scale
+        self.int8 = precision == "int8"
+        self.compiled = compile or self.int8
+        if self.int8:
+            # Calibrated on a few images now; compiled (with the int8 kernels) on the first call.
+            from .int8 import quantize_unet
+
+            with quiet_libraries(verbose):
+                quantize_unet(self.pipeline, self._call_options())
+        elif compile:
             # Inductor fuses the UNet's ops into generated kernels: 2.4x faster here on the
             # SD-Turbo UNet in bf16 (bench/README.md). Compilation happens on the first call,
             # which is why the server warms up before it takes requests.
             self.pipeline.unet = torch.compile(self.pipeline.unet)
-        self.pipeline.set_progress_bar_config(disable=True)
-        self.num_inference_steps = num_inference_steps or self.recipe.num_inference_steps
-        self.guidance_scale = guidance_scale if guidance_scale is not None else self.recipe.guidance_scale
         self.one_step: GraphedOneStep | None = None
         if self.device.type == "cuda" and applies(self.pipeline, self.num_inference_steps, self.guidance_scale):
             # 1-step models on a GPU: the whole call replayed as a CUDA graph (4-6x at batch 1).
@@ -232,16 +272,17 @@ class DiffusersGenerator:
         """The pipeline on its device, and the decoder it ended up with."""
         from diffusers import AutoPipelineForText2Image
 
+        extra = _load_unet(model, self.dtype)
         components = self.recipe.components or {}
-        extra = {name: _load_component(spec, model, self.dtype) for name, spec in components.items()}
-        pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
-        if decoder == "tiny" and "vae" in extra:
+        extra |= {name: _load_component(spec, model, self.dtype) for name, spec in components.items()}
+        if decoder == "tiny" and "vae" in components:
             # TAESD decodes Stable Diffusion's latents; a model that brings its own autoencoder
             # (pixeldrop-tiny's cascade, 70 ms already) keeps it, with `--preset fast` too.
             log.warning("%s brings its own autoencoder: keeping it instead of the tiny decoder", model)
             decoder = "full"
         if decoder == "tiny":
-            pipeline.vae = load_tiny_decoder(model, self.dtype)
+            extra["vae"] = load_tiny_decoder(model, self.dtype)  # the model's own VAE is never loaded
+        pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
         # Every part was loaded in self.dtype: moving it is all that is left. (A cast here would
         # also undo the float32 parts that diffusers keeps for some models.)
         return pipeline.to(self.device), decoder
@@ -253,16 +294,21 @@ class DiffusersGenerator:
                 progress(1)
             return [_to_output_size(image) for image in images]
         generators = [torch.Generator(self.device).manual_seed(int(seed)) for seed in seeds]
-        options: dict[str, Any] = {}
-        if self.num_inference_steps is not None:
-            options["num_inference_steps"] = self.num_inference_steps
-        if self.guidance_scale is not None:
-            options["guidance_scale"] = self.guidance_scale
+        options = self._call_options()
         if progress is not None:
             options["callback_on_step_end"] = lambda pipe, step, timestep, kwargs: (progress(step + 1), kwargs)[1]
         with torch.inference_mode():
             images = self.pipeline(list(prompts), generator=generators, **options).images
         return [_to_output_size(image) for image in images]
+
+    def _call_options(self) -> dict[str, Any]:
+        """Sampling options of every pipeline call: the model's steps and guidance, where set."""
+        options: dict[str, Any] = {}
+        if self.num_inference_steps is not None:
+            options["num_inference_steps"] = self.num_inference_steps
+        if self.guidance_scale is not None:
+            options["guidance_scale"] = self.guidance_scale
+        return options
 
     @property
     def steps(self) -> int:
@@ -273,7 +319,7 @@ class DiffusersGenerator:
             "model": self.model,
             "pipeline": type(self.pipeline).__name__,
             "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": "int8 UNet, float32" if self.int8 else str(self.dtype).removeprefix("torch."),
             "decoder": self.decoder,
             "compiled": self.compiled,
             "cuda_graphs": self.one_step is not None,

@@ -1,0 +1,78 @@
+"""The int8 UNet (generation/int8.py) computes what the fp32 UNet does, within quantization error,
+through the real PT2E flow and Inductor (small configs, random weights)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import torch
+from diffusers import UNet2DConditionModel
+
+from pixeldrop.generation import int8
+from pixeldrop.generation.diffusers_backend import DiffusersGenerator
+
+
+@pytest.fixture(scope="module")
+def int8_generator(tiny_model):
+    # Calibrates on CALIBRATION_PROMPTS, then compiles on the first call (about a minute here).
+    return DiffusersGenerator(tiny_model, device="cpu", precision="int8")
+
+
+def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).norm() / reference.norm())
+
+
+def test_the_unet_is_replaced_by_its_calibrated_int8_graph(int8_generator):
+    unet = int8_generator.pipeline.unet
+    assert isinstance(unet, int8.Int8UNet)
+    assert unet.dtype == torch.float32 and unet.config.in_channels == 4  # what pipelines read
+    description = int8_generator.describe()
+    assert description["dtype"] == "int8 UNet, float32" and description["compiled"] is True
+
+
+def test_the_int8_unet_tracks_the_fp32_unet_row_by_row(int8_generator, tiny_model):
+    reference = UNet2DConditionModel.from_pretrained(tiny_model, subfolder="unet", dtype=torch.float32).eval()
+    torch.manual_seed(0)
+    # A batch of three with a timestep per row, and a batch of two sharing one float timestep (the
+    # graph was exported with the scheduler's int64 ones: cast, not compiled again).
+    for sample, t, hidden in [(torch.randn(3, 4, 8, 8), torch.tensor([10, 500, 900]), torch.randn(3, 16, 32)),
+                              (torch.randn(2, 4, 8, 8), torch.tensor(700.0), torch.randn(2, 16, 32))]:
+        with torch.inference_mode():
+            quantized = int8_generator.pipeline.unet(sample, t, hidden).sample
+            expected = reference(sample, t, hidden).sample
+        assert quantized.shape == expected.shape
+        error = relative_error(quantized, expected)
+        assert 0 < error < 0.1, error  # quantized (not the fp32 graph), and close to it
+
+
+def test_int8_images_are_the_fp32_images_within_quantization_error(int8_generator, tiny_model):
+    fp32 = DiffusersGenerator(tiny_model, device="cpu", precision="fp32")
+    prompts, seeds = ["a red apple", "a blue boot"], [3, 4]
+    quantized = np.stack([np.asarray(image, dtype=np.float64) for image in int8_generator.generate(prompts, seeds)])
+    expected = np.stack([np.asarray(image, dtype=np.float64) for image in fp32.generate(prompts, seeds)])
+    assert quantized.shape == expected.shape == (2, 512, 512, 3)
+    psnr = 10 * np.log10(255**2 / np.mean((quantized - expected) ** 2))
+    assert psnr > 25, psnr
+
+
+def test_a_unet_called_with_inputs_the_graph_does_not_take_is_refused():
+    unet = int8.Int8UNet(lambda sample, t, states: sample, config={}, dtype=torch.float32,
+                         device=torch.device("cpu"))
+    sample, states = torch.zeros(1, 4, 8, 8), torch.zeros(1, 16, 32)
+    assert unet(sample, torch.tensor(1), states, timestep_cond=None, return_dict=False)[0] is not None
+    with pytest.raises(int8.UnsupportedUNet, match="added_cond_kwargs"):
+        unet(sample, torch.tensor(1), states, added_cond_kwargs={"text_embeds": sample})
+
+
+def test_the_fp32_unet_is_let_go_once_quantized(tiny_model):
+    generator = DiffusersGenerator(tiny_model, device="cpu", precision="fp32")
+    # The weights of convolutions and linear layers: what int8 copies replace (biases, norms stay).
+    weights = [weakref.ref(module.weight) for module in generator.pipeline.unet.modules()
+               if isinstance(module, torch.nn.Conv2d | torch.nn.Linear)]
+    int8.quantize_unet(generator.pipeline, generator._call_options())  # compiles later, on the first call
+    gc.collect()
+    assert isinstance(generator.pipeline.unet, int8.Int8UNet)
+    assert all(weight() is None for weight in weights), "fp32 UNet weights still held (GiBs for real models)"
