@@ -1,5 +1,5 @@
-"""The int8 UNet (generation/int8.py) computes what the fp32 UNet does, within quantization error,
-through the real PT2E flow and Inductor (small configs, random weights)."""
+"""The int8 UNet and text encoder (generation/int8.py) compute what the fp32 ones do, within
+quantization error, through the real PT2E flow and Inductor (small configs, random weights)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
+from transformers import BertModel
 
 from pixeldrop.generation import int8
 from pixeldrop.generation.diffusers_backend import DiffusersGenerator
@@ -25,12 +26,25 @@ def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value - reference).norm() / reference.norm())
 
 
-def test_the_unet_is_replaced_by_its_calibrated_int8_graph(int8_generator):
-    unet = int8_generator.pipeline.unet
-    assert isinstance(unet, int8.Int8UNet)
+def test_the_unet_and_text_encoder_are_replaced_by_their_calibrated_int8_graphs(int8_generator):
+    unet, encoder = int8_generator.pipeline.unet, int8_generator.pipeline.text_encoder
+    assert isinstance(unet, int8.Int8UNet) and isinstance(encoder, int8.Int8TextEncoder)
     assert unet.dtype == torch.float32 and unet.config.in_channels == 4  # what pipelines read
+    assert encoder.dtype == torch.float32 and encoder.config.hidden_size == 32
     description = int8_generator.describe()
-    assert description["dtype"] == "int8 UNet, float32" and description["compiled"] is True
+    assert description["dtype"] == "int8 UNet and text encoder, float32" and description["compiled"] is True
+
+
+def test_the_int8_text_encoder_tracks_the_fp32_one(int8_generator, tiny_model):
+    reference = BertModel.from_pretrained(tiny_model, subfolder="text_encoder", dtype=torch.float32).eval()
+    ids = int8_generator.pipeline.tokenizer(["a red apple", "a lighthouse at night"], padding="max_length",
+                                            truncation=True, return_tensors="pt").input_ids
+    with torch.inference_mode():
+        quantized = int8_generator.pipeline.text_encoder(ids)[0]
+        expected = reference(ids)[0]
+    assert quantized.shape == expected.shape
+    error = relative_error(quantized, expected)
+    assert 0 < error < 0.1, error
 
 
 def test_the_int8_unet_tracks_the_fp32_unet_row_by_row(int8_generator, tiny_model):
@@ -58,21 +72,28 @@ def test_int8_images_are_the_fp32_images_within_quantization_error(int8_generato
     assert psnr > 25, psnr
 
 
-def test_a_unet_called_with_inputs_the_graph_does_not_take_is_refused():
+def test_calls_with_inputs_the_graphs_do_not_take_are_refused():
     unet = int8.Int8UNet(lambda sample, t, states: sample, config={}, dtype=torch.float32,
                          device=torch.device("cpu"))
     sample, states = torch.zeros(1, 4, 8, 8), torch.zeros(1, 16, 32)
     assert unet(sample, torch.tensor(1), states, timestep_cond=None, return_dict=False)[0] is not None
-    with pytest.raises(int8.UnsupportedUNet, match="added_cond_kwargs"):
+    with pytest.raises(int8.UnsupportedModel, match="added_cond_kwargs"):
         unet(sample, torch.tensor(1), states, added_cond_kwargs={"text_embeds": sample})
+    encoder = int8.Int8TextEncoder(lambda ids: ids.float(), config={}, dtype=torch.float32, device=torch.device("cpu"))
+    ids = torch.ones(2, 16, dtype=torch.int64)
+    assert encoder(ids)[0].shape == (2, 16) and encoder(ids, attention_mask=None).last_hidden_state is not None
+    with pytest.raises(int8.UnsupportedModel, match="attention_mask"):
+        encoder(ids, attention_mask=torch.ones_like(ids))
+    with pytest.raises(int8.UnsupportedModel, match="output_hidden_states"):
+        encoder(ids, output_hidden_states=True)
 
 
-def test_the_fp32_unet_is_let_go_once_quantized(tiny_model):
+def test_the_fp32_weights_are_let_go_once_quantized(tiny_model):
     generator = DiffusersGenerator(tiny_model, device="cpu", precision="fp32")
     # The weights of convolutions and linear layers: what int8 copies replace (biases, norms stay).
-    weights = [weakref.ref(module.weight) for module in generator.pipeline.unet.modules()
-               if isinstance(module, torch.nn.Conv2d | torch.nn.Linear)]
-    int8.quantize_unet(generator.pipeline, generator._call_options())  # compiles later, on the first call
+    weights = [weakref.ref(module.weight) for part in (generator.pipeline.unet, generator.pipeline.text_encoder)
+               for module in part.modules() if isinstance(module, torch.nn.Conv2d | torch.nn.Linear)]
+    int8.quantize(generator.pipeline, generator._call_options())  # compiles later, on the first call
     gc.collect()
     assert isinstance(generator.pipeline.unet, int8.Int8UNet)
-    assert all(weight() is None for weight in weights), "fp32 UNet weights still held (GiBs for real models)"
+    assert all(weight() is None for weight in weights), "fp32 weights still held (GiBs for real models)"

@@ -154,20 +154,34 @@ def _convolution_seconds(dtype: torch.dtype, repeats: int = 3) -> float:
     return best
 
 
+# bf16 is kept only where it is clearly faster: 2x with AMX or on Zen 4, 1.4x slower without.
+BF16_MARGIN = 0.8
+PROBE_ROUNDS = 5
+
+
 @functools.cache
 def bf16_is_faster_here() -> bool:
     """Whether this CPU runs the UNet's convolutions faster in bf16 than in fp32, measured (a
     fraction of a second, once per process). The CPU's flags do not say: with AMX (Xeon Sapphire
     Rapids and later) and on AMD Zen 4, bf16 is about 2x faster; on an Intel Xeon with AVX512-BF16
-    but no AMX it was 1.4x slower (bench/README.md), although oneDNN reports bf16 support there too."""
+    but no AMX it was 1.4x slower (bench/README.md), although oneDNN reports bf16 support there too.
+
+    The two are timed in alternating rounds, best of each, and bf16 must win by BF16_MARGIN: a
+    busy machine slows both alike, so two processes started side by side (two servers, `pixeldrop
+    generate` twice) decide alike and make the same pixels from one seed. (Measured one after the
+    other under load, a CI run once saw two such processes pick different dtypes.)"""
     if not cpu_supports_bf16():
         return False
-    return _convolution_seconds(torch.bfloat16) < _convolution_seconds(torch.float32)
+    bf16, fp32 = float("inf"), float("inf")
+    for _ in range(PROBE_ROUNDS):
+        bf16 = min(bf16, _convolution_seconds(torch.bfloat16, repeats=1))
+        fp32 = min(fp32, _convolution_seconds(torch.float32, repeats=1))
+    return bf16 < BF16_MARGIN * fp32
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
     """`auto`: fp16 on CUDA; on CPUs bf16 where it is measured faster than fp32, else fp32.
-    `int8` loads in fp32: the UNet is quantized from it (int8.py).
+    `int8` loads in fp32: the UNet and text encoder are quantized from it (int8.py).
 
     bf16 costs a relative error of about 1% on the SD-Turbo UNet (bench/README.md).
     """
@@ -253,10 +267,10 @@ class DiffusersGenerator:
         self.compiled = compile or self.int8
         if self.int8:
             # Calibrated on a few images now; compiled (with the int8 kernels) on the first call.
-            from .int8 import quantize_unet
+            from .int8 import quantize
 
             with quiet_libraries(verbose):
-                quantize_unet(self.pipeline, self._call_options())
+                quantize(self.pipeline, self._call_options())
         elif compile:
             # Inductor fuses the UNet's ops into generated kernels: 2.4x faster here on the
             # SD-Turbo UNet in bf16 (bench/README.md). Compilation happens on the first call,
@@ -319,7 +333,7 @@ class DiffusersGenerator:
             "model": self.model,
             "pipeline": type(self.pipeline).__name__,
             "device": str(self.device),
-            "dtype": "int8 UNet, float32" if self.int8 else str(self.dtype).removeprefix("torch."),
+            "dtype": "int8 UNet and text encoder, float32" if self.int8 else str(self.dtype).removeprefix("torch."),
             "decoder": self.decoder,
             "compiled": self.compiled,
             "cuda_graphs": self.one_step is not None,

@@ -1,4 +1,5 @@
-"""The UNet in int8 on CPUs: static post-training quantization through PyTorch 2 export.
+"""The UNet and the text encoder in int8 on CPUs: post-training quantization through PyTorch 2
+export.
 
 Why: on a CPU nearly all of a Stable Diffusion image is the UNet, and oneDNN's int8 convolutions
 and matrix products (AVX512-VNNI on Intel and AMD, AMX-INT8 on recent Xeons) do four times the
@@ -7,10 +8,15 @@ AMX: 4.0 s compiled in fp32, 1.45 s in int8 (bench/README.md, with the image err
 
 How (torchao's PT2E flow with `X86InductorQuantizer`, the route PyTorch documents for x86):
 1. The pipeline makes a few images from `CALIBRATION_PROMPTS` in fp32, as it would for a user,
-   while a hook records every UNet input: real text states, real latents at every timestep.
-2. The UNet is exported at batch size 1 (`torch.export`), observers are
-   inserted (`prepare_pt2e`), the recorded inputs run through it and fix the activation ranges,
-   and `convert_pt2e` turns it into a graph of quantize/dequantize pairs around each op.
+   while hooks record every input of the text encoder (token ids) and of the UNet (real text
+   states, real latents at every timestep).
+2. Each is exported at batch size 1 (`torch.export`), observers are inserted (`prepare_pt2e`),
+   the recorded inputs run through it and fix the activation ranges, and `convert_pt2e` turns it
+   into a graph of int8 weights and quantize/dequantize pairs. The UNet's activations are
+   quantized statically (ranges fixed by calibration); the text encoder's linear layers
+   dynamically (each call measures its own range: transformer text encoders have outlier
+   activations that a fixed range would clip). The text encoder goes first: its int8 copy is
+   a quarter of its fp32 weights, which lowers the peak while the larger UNet is converted.
 3. `torch.compile` with Inductor's freezing folds the weights into packed int8 tensors and fuses
    each quantize/op/dequantize chain into one oneDNN int8 kernel. That happens on the first call
    (minutes), which is why the server warms up before it takes requests.
@@ -21,16 +27,19 @@ rows cost one after another. One graph, compiled once, whatever `max_batch` is; 
 guidance's doubled batch is two rows.
 
 Weights are per channel, activations per tensor (the quantizer's defaults); what the quantizer
-leaves alone (attention's softmax, normalisations) stays fp32, as do the text encoder, the
-decoder and the scheduler. The result replaces `pipeline.unet` (`Int8UNet`) and is called the
-way diffusers' pipelines call a UNet, so every pipeline that calls it as
-`unet(sample, timestep, encoder_hidden_states=...)` with nothing else (Stable Diffusion,
-SD-Turbo, pixeldrop-tiny) works unchanged; others (SDXL's `added_cond_kwargs`) are refused at
-start-up by `quantize_unet`, not at the first request.
+leaves alone (attention's softmax, normalisations) stays fp32, as do the decoder and the
+scheduler. The results replace `pipeline.unet` and `pipeline.text_encoder` (`Int8UNet`,
+`Int8TextEncoder`) and are called the way diffusers' pipelines call them, so every pipeline that
+calls its UNet as `unet(sample, timestep, encoder_hidden_states=...)` and its text encoder as
+`text_encoder(input_ids)` with nothing else (Stable Diffusion, SD-Turbo, pixeldrop-tiny) works
+unchanged; others (SDXL's `added_cond_kwargs`, attention masks, clip skip) are refused at
+start-up by `quantize`, not at the first request.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +47,7 @@ from typing import Any
 import torch
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from torch._inductor import config as inductor_config
+from transformers.modeling_outputs import BaseModelOutput
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +70,8 @@ EXTRA_ARGUMENTS = ("timestep_cond", "cross_attention_kwargs", "added_cond_kwargs
 UNetInputs = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class UnsupportedUNet(ValueError):
-    """The pipeline calls its UNet with inputs the int8 graph does not take."""
+class UnsupportedModel(ValueError):
+    """The pipeline calls its UNet or text encoder with inputs the int8 graph does not take."""
 
 
 class _Positional(torch.nn.Module):
@@ -74,6 +84,47 @@ class _Positional(torch.nn.Module):
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor):
         return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class _TextPositional(torch.nn.Module):
+    """The text encoder as a function of token ids -> last hidden states."""
+
+    def __init__(self, text_encoder: torch.nn.Module):
+        super().__init__()
+        self.text_encoder = text_encoder
+
+    def forward(self, input_ids: torch.Tensor):
+        return self.text_encoder(input_ids)[0]
+
+
+class Int8TextEncoder(torch.nn.Module):
+    """The compiled int8 graph behind the text encoder's calling convention (`[0]` or
+    `.last_hidden_state` of its output) and the attributes pipelines read (`config`, `dtype`)."""
+
+    def __init__(self, graph: Callable[..., torch.Tensor], config: Any, dtype: torch.dtype, device: torch.device):
+        super().__init__()
+        self.graph, self.config, self._dtype, self._device = graph, config, dtype, device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=None, **extra):
+        _check_extra({"attention_mask": attention_mask, "output_hidden_states": output_hidden_states or None},
+                     "text encoder")
+        with torch.inference_mode(False), torch.no_grad(), inductor_config.patch(COMPILE_OPTIONS):
+            hidden = torch.cat([self.graph(*row) for row in token_rows(input_ids)])
+        return BaseModelOutput(last_hidden_state=hidden)
+
+
+def token_rows(input_ids: torch.Tensor) -> list[tuple[torch.Tensor]]:
+    """Token ids (batch, length) as batch-1 rows, ordinary tensors (see `rows`)."""
+    with torch.inference_mode(False):
+        return [(input_ids[i:i + 1].clone(),) for i in range(input_ids.shape[0])]
 
 
 class Int8UNet(torch.nn.Module):
@@ -97,7 +148,7 @@ class Int8UNet(torch.nn.Module):
         return self._device
 
     def forward(self, sample, timestep, encoder_hidden_states, return_dict: bool = True, **extra):
-        _check_extra(extra)
+        _check_extra(extra, "UNet")
         # Out of inference mode, which pipelines call under, and on ordinary tensors: with
         # inference tensors Inductor's freezing (the int8 weight folding) does not happen and
         # compiling fails (onednn.qlinear_prepack). The copies are a few hundred kB.
@@ -118,30 +169,38 @@ def rows(sample: torch.Tensor, timestep, states: torch.Tensor) -> list[UNetInput
                  states[i:i + 1].clone()) for i in range(sample.shape[0])]
 
 
-def _check_extra(extra: dict) -> None:
+def _check_extra(extra: dict, part: str) -> None:
     given = sorted(name for name, value in extra.items() if value is not None)
     if given:
-        raise UnsupportedUNet(f"the int8 UNet takes sample, timestep and encoder_hidden_states only; "
-                              f"this pipeline also passes {', '.join(given)}")
+        raise UnsupportedModel(f"the int8 {part} does not take {', '.join(given)}, which this pipeline passes")
 
 
-def record_unet_inputs(pipeline, call_options: dict) -> list[UNetInputs]:
-    """Every UNet input, row by row, of one pipeline call per calibration prompt (fixed seeds)."""
-    recorded: list[UNetInputs] = []
+def record_inputs(pipeline, call_options: dict) -> tuple[list[tuple[torch.Tensor]], list[UNetInputs]]:
+    """Every text encoder and UNet input, row by row, of one pipeline call per calibration
+    prompt (fixed seeds)."""
+    text: list[tuple[torch.Tensor]] = []
+    unet: list[UNetInputs] = []
 
-    def record(module, args, kwargs):
+    def record_text(module, args, kwargs):
+        named = dict(zip(("input_ids", "attention_mask"), args, strict=False)) | kwargs
+        _check_extra({name: named.get(name) for name in ("attention_mask", "output_hidden_states")}, "text encoder")
+        text.extend(token_rows(named["input_ids"]))
+
+    def record_unet(module, args, kwargs):
         named = dict(zip(("sample", "timestep", "encoder_hidden_states"), args, strict=False)) | kwargs
-        _check_extra({name: named.get(name) for name in EXTRA_ARGUMENTS})
-        recorded.extend(rows(named["sample"], named["timestep"], named["encoder_hidden_states"]))
+        _check_extra({name: named.get(name) for name in EXTRA_ARGUMENTS}, "UNet")
+        unet.extend(rows(named["sample"], named["timestep"], named["encoder_hidden_states"]))
 
-    hook = pipeline.unet.register_forward_pre_hook(record, with_kwargs=True)
+    hooks = [pipeline.text_encoder.register_forward_pre_hook(record_text, with_kwargs=True),
+             pipeline.unet.register_forward_pre_hook(record_unet, with_kwargs=True)]
     try:
         with torch.inference_mode():
             for seed, prompt in enumerate(CALIBRATION_PROMPTS):
                 pipeline([prompt], generator=torch.Generator("cpu").manual_seed(seed), **call_options)
     finally:
-        hook.remove()
-    return recorded
+        for hook in hooks:
+            hook.remove()
+    return text, unet
 
 
 def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> None:
@@ -173,25 +232,63 @@ def _forget_cached_modules() -> None:
             cache_clear()
 
 
-def quantize_unet(pipeline, call_options: dict) -> None:
-    """Replace `pipeline.unet` (fp32, on the CPU) with its int8 version, calibrated by running
-    the pipeline with `call_options` (steps, guidance) on CALIBRATION_PROMPTS."""
+def _return_freed_memory() -> None:
+    """Free the fp32 weights just replaced and hand them back to the operating system.
+
+    The exported and observed graphs that hold them are in reference cycles, freed only when the
+    garbage collector next runs; and glibc keeps freed blocks under 32 MB in its heap, which a
+    text encoder's weights are (16 MB each for SD-Turbo's). Without both, the 1.3 GiB of its fp32
+    weights would stay in the process while the UNet is converted, and set the peak there.
+    """
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to trim
+        return
+    libc.malloc_trim(0)
+
+
+def _int8_graph(function: torch.nn.Module, inputs: list, dynamic: bool) -> Callable[..., torch.Tensor]:
+    """`function` (tensors in, a tensor out) quantized on `inputs` (rows of its arguments) and
+    compiled (lazily, on the first call). Holds none of `function`'s fp32 weights that it replaced."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as x86
 
-    unet = pipeline.unet
-    config, dtype, device = unet.config, unet.dtype, unet.device
-    inputs = record_unet_inputs(pipeline, call_options)
-    log.info("quantizing the UNet to int8 on %d recorded calls", len(inputs))
     with torch.no_grad():
-        exported = torch.export.export(_Positional(unet), inputs[0], strict=False).module()
-        quantizer = x86.X86InductorQuantizer().set_global(x86.get_default_x86_inductor_quantization_config())
+        exported = torch.export.export(function, inputs[0], strict=False).module()
+        # What the function computes and does not return (a text encoder's pooled output) would
+        # leave the quantizer partitions without outputs, which it cannot annotate.
+        exported.graph.eliminate_dead_code()
+        exported.recompile()
+        quantizer = x86.X86InductorQuantizer().set_global(
+            x86.get_default_x86_inductor_quantization_config(is_dynamic=dynamic))
         observed = prepare_pt2e(exported, quantizer)
-        for sample, timestep, states in inputs:
-            observed(sample, timestep, states)
+        for row in inputs:
+            observed(*row)
         quantized = convert_pt2e(observed)
-    del unet, observed, exported
+    del observed, exported
     _forget_cached_modules()
     drop_unused_tensors(quantized)
-    graph = torch.compile(quantized)
-    pipeline.unet = Int8UNet(graph, config, dtype, device, timestep_dtype=inputs[0][1].dtype)
+    return torch.compile(quantized)
+
+
+def quantize(pipeline, call_options: dict) -> None:
+    """Replace `pipeline.text_encoder` and `pipeline.unet` (fp32, on the CPU) with their int8
+    versions, calibrated by running the pipeline with `call_options` (steps, guidance) on
+    CALIBRATION_PROMPTS."""
+    text_inputs, unet_inputs = record_inputs(pipeline, call_options)
+    log.info("quantizing the text encoder and the UNet to int8 on %d and %d recorded calls",
+             len(text_inputs), len(unet_inputs))
+    encoder = pipeline.text_encoder
+    config, dtype, device = encoder.config, encoder.dtype, encoder.device
+    graph = _int8_graph(_TextPositional(encoder), text_inputs, dynamic=True)
+    del encoder
+    pipeline.text_encoder = Int8TextEncoder(graph, config, dtype, device)
+    _return_freed_memory()
+
+    unet = pipeline.unet
+    config, dtype, device = unet.config, unet.dtype, unet.device
+    graph = _int8_graph(_Positional(unet), unet_inputs, dynamic=False)
+    del unet
+    pipeline.unet = Int8UNet(graph, config, dtype, device, timestep_dtype=unet_inputs[0][1].dtype)
+    _return_freed_memory()
