@@ -97,9 +97,9 @@ class _TextPositional(torch.nn.Module):
         return self.text_encoder(input_ids)[0]
 
 
-class Int8TextEncoder(torch.nn.Module):
-    """The compiled int8 graph behind the text encoder's calling convention (`[0]` or
-    `.last_hidden_state` of its output) and the attributes pipelines read (`config`, `dtype`)."""
+class _Int8Part(torch.nn.Module):
+    """A compiled int8 graph in the place of a pipeline part, with the attributes pipelines read
+    from their parts (`config`, `dtype`, `device`: those of the fp32 part it replaces)."""
 
     def __init__(self, graph: Callable[..., torch.Tensor], config: Any, dtype: torch.dtype, device: torch.device):
         super().__init__()
@@ -112,6 +112,10 @@ class Int8TextEncoder(torch.nn.Module):
     @property
     def device(self) -> torch.device:
         return self._device
+
+
+class Int8TextEncoder(_Int8Part):
+    """The text encoder's calling convention (`[0]` or `.last_hidden_state` of its output)."""
 
     def forward(self, input_ids, attention_mask=None, output_hidden_states=None, **extra):
         _check_extra({"attention_mask": attention_mask, "output_hidden_states": output_hidden_states or None},
@@ -127,25 +131,15 @@ def token_rows(input_ids: torch.Tensor) -> list[tuple[torch.Tensor]]:
         return [(input_ids[i:i + 1].clone(),) for i in range(input_ids.shape[0])]
 
 
-class Int8UNet(torch.nn.Module):
-    """The compiled int8 graph behind the UNet's calling convention and the attributes pipelines
-    read from a UNet (`config`, `dtype`, `device`)."""
+class Int8UNet(_Int8Part):
+    """The UNet's calling convention."""
 
     def __init__(self, graph: Callable[..., torch.Tensor], config: Any, dtype: torch.dtype, device: torch.device,
                  timestep_dtype: torch.dtype = torch.float32):
-        super().__init__()
-        self.graph, self.config, self._dtype, self._device = graph, config, dtype, device
+        super().__init__(graph, config, dtype, device)
         # Rows are given to the graph as it was exported (dtypes included): a call that differs
         # would be compiled again, minutes.
         self.timestep_dtype = timestep_dtype
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
 
     def forward(self, sample, timestep, encoder_hidden_states, return_dict: bool = True, **extra):
         _check_extra(extra, "UNet")
