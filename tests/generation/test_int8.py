@@ -4,6 +4,8 @@ quantization error, through the real PT2E flow and Inductor (small configs, rand
 from __future__ import annotations
 
 import gc
+import json
+import shutil
 import weakref
 
 import numpy as np
@@ -97,3 +99,12 @@ def test_the_fp32_weights_are_let_go_once_quantized(tiny_model):
     gc.collect()
     assert isinstance(generator.pipeline.unet, int8.Int8UNet)
     assert all(weight() is None for weight in weights), "fp32 weights still held (GiBs for real models)"
+
+
+def test_a_model_whose_recipe_declines_int8_runs_as_auto(tiny_model, tmp_path):
+    folder = shutil.copytree(tiny_model, tmp_path / "model")
+    recipe = json.loads((folder / "pixeldrop.json").read_text())
+    (folder / "pixeldrop.json").write_text(json.dumps(recipe | {"int8": False, "precision": "fp32"}))
+    generator = DiffusersGenerator(str(folder), device="cpu", precision="int8")
+    assert not isinstance(generator.pipeline.unet, int8.Int8UNet) and generator.dtype == torch.float32
+    assert generator.describe()["dtype"] == "float32"

@@ -49,6 +49,7 @@ class Recipe:
     guidance_scale: float | None = None
     description: str = ""
     precision: str | None = None  # what `--precision auto` means for this model
+    int8: bool = True  # whether `--precision int8` pays for this model (else it runs as auto)
     components: dict | None = None  # name -> {"class": "transformers.X", "package" or "subfolder": ...}
 
 
@@ -61,6 +62,7 @@ def read_recipe(model: str) -> Recipe:
             guidance_scale=data.get("guidance_scale"),
             description=data.get("description", ""),
             precision=data.get("precision"),
+            int8=data.get("int8", True),
             components=data.get("components"),
         )
     return Recipe(**KNOWN_MODELS.get(model, {}))
@@ -247,6 +249,9 @@ class DiffusersGenerator:
         self.model = model
         self.recipe = read_recipe(model)
         self.device = pick_device(device)
+        if precision == "int8" and not self.recipe.int8:
+            log.info("%s says int8 does not pay for it (its recipe): running as --precision auto", model)
+            precision = "auto"
         if precision == "auto" and self.device.type == "cpu":
             precision = cpu_precision(model)
         if precision == "int8" and self.device.type != "cpu":
