@@ -141,6 +141,11 @@ class IdempotentRequestInProgress(PixeldropError):
     """The first request with this Idempotency-Key is still being answered."""
 
 
+class IdempotencyKeyTakenOver(ServerBusy):
+    """This request ran so long that its Idempotency-Key counted as abandoned and another request
+    took it: its answer cannot be stored, so it charged nothing (a 503, like any passing cause)."""
+
+
 # Sign-in and payments
 class InvalidCredentials(PixeldropError):
     """Unknown email or wrong password: the caller is told the same either way."""

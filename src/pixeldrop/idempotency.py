@@ -26,10 +26,17 @@ the first answer comes back, and nothing is charged twice. The rules, for every 
   periodically, from app.py) deletes the row.
 - A `running` row whose process died (kill -9, power loss) would refuse its key forever: once
   older than `abandoned_after` (the stale-reservation age, longer than any live request, as
-  the settings check) a claim takes it over. The one gap: a process that dies after its image
-  was charged but before its answer was stored leaves a key that runs (and charges) again
-  after `abandoned_after`. An answer that cannot be stored (storage down) is still delivered,
-  and leaves the same kind of row behind.
+  the settings check) a claim takes it over.
+- Charged if and only if answered: a paid answer (a 200 whose images are charged, a 202 whose
+  job and reservation are recorded) is stored by `complete_within` in the very transaction that
+  charges (credits.settle) or records the job (jobs.store.submit). Should storing fail, or the
+  claim have been taken over meanwhile (the key then belongs to the request that took it:
+  IdempotencyKeyTakenOver), that transaction rolls back: nothing is charged, the request ends in
+  a 5xx and its claim is released. So a process that dies at any moment leaves either a charged
+  request whose answer replays, or a `running` row for a request that charged nothing.
+- Answers that charge nothing (a 4xx such as an account out of credits) are stored after they
+  are made, by `complete`; one that cannot be stored (storage down) is still delivered, and
+  leaves a `running` row that counts as abandoned after `abandoned_after`.
 
 Answers are stored whole (status, headers, body: an image of up to a few hundred KiB) for the
 key's lifetime; a client that sends no key stores nothing.
@@ -46,6 +53,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from pixeldrop.errors import IdempotencyKeyReused, IdempotentRequestInProgress
 from pixeldrop.storage import Database, IdempotencyKey, changed_rows, utcnow
@@ -125,10 +133,15 @@ def claim(db: Database, account_id: int, key: str, request_fingerprint: str, lif
 def complete(db: Database, claimed: Claim, answer: Answer) -> bool:
     """Store the answer for replays. False if the claim was taken over meanwhile (not stored)."""
     with db.session() as session:
-        return changed_rows(session, update(IdempotencyKey)
-                            .where(IdempotencyKey.id == claimed.row_id, IdempotencyKey.state == RUNNING)
-                            .values(state=DONE, status=answer.status, headers=json.dumps(answer.headers),
-                                    body=answer.body)) == 1
+        return complete_within(session, claimed, answer)
+
+
+def complete_within(session: Session, claimed: Claim, answer: Answer) -> bool:
+    """`complete` inside the caller's transaction: the one that charges for the answer."""
+    return changed_rows(session, update(IdempotencyKey)
+                        .where(IdempotencyKey.id == claimed.row_id, IdempotencyKey.state == RUNNING)
+                        .values(state=DONE, status=answer.status, headers=json.dumps(answer.headers),
+                                body=answer.body)) == 1
 
 
 def release(db: Database, claimed: Claim) -> None:

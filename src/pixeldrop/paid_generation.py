@@ -13,10 +13,13 @@ by the same rules, in this order:
    (`Purchase.generate_each`, or `generate` for one), and encodes (and stores) them, all within
    the generation deadline;
 4. a block that ends normally having made every image it paid for settles the reservation: the
-   images are charged, together. Anything else refunds all of it and records how it ended, in
-   words, never as an HTTP status: the model failed (`failed`), the deadline passed (`busy`), the
-   client hung up or the server stopped (`abandoned`: its task is cancelled; a job that had not
-   started never reaches the model), or the block made fewer images than it paid for (`failed`).
+   images are charged, together, and what the block handed over with `Purchase.on_charge` (the
+   answer kept for an Idempotency-Key) is stored in the same transaction: both commit, or, should
+   storing fail, neither does and the request is refunded. Anything else refunds all of it and
+   records how it ended, in words, never as an HTTP status: the model failed (`failed`), the
+   deadline passed (`busy`), the client hung up or the server stopped (`abandoned`: its task is
+   cancelled; a job that had not started never reaches the model), or the block made fewer
+   images than it paid for (`failed`).
    When one of several images fails, the others are given up.
 
 Refunds run in a worker thread, shielded from cancellation: the event loop never waits on the
@@ -32,12 +35,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from PIL import Image
+from sqlalchemy.orm import Session
 
 from pixeldrop.accounts import credits
 from pixeldrop.accounts.credits import Reservation
@@ -58,6 +62,7 @@ class Purchase:
     places: tuple[Place, ...]
     reservation: Reservation
     made: bool = field(default=False, init=False)  # every image paid for was made
+    with_charge: Callable[[Session], None] | None = field(default=None, init=False)  # from `on_charge`
 
     @property
     def count(self) -> int:
@@ -70,6 +75,11 @@ class Purchase:
     @property
     def remaining(self) -> int:
         return self.reservation.remaining
+
+    def on_charge(self, store: Callable[[Session], None]) -> None:
+        """Have `store(session)` run in the transaction that charges for the images, so that what
+        it stores commits with the charge, or neither does."""
+        self.with_charge = store
 
     async def generate(self, prompt: str, seed: int) -> Image.Image:
         """The image of a purchase of one."""
@@ -141,7 +151,7 @@ class PaidGeneration:
                     f"The {what} not ready within {self.deadline_seconds:g} seconds; try again shortly.") from None
             if not purchase.made:
                 raise GenerationFailed("The images paid for were not all made; nothing was charged.")
-            if not await asyncio.to_thread(credits.settle, self.db, reservation):
+            if not await asyncio.to_thread(credits.settle, self.db, reservation, purchase.with_charge):
                 raise GenerationFailed("The reservation for this image expired; nothing was charged.")
             if self.metrics is not None:
                 self.metrics.credits_charged.inc(reservation.amount)

@@ -50,6 +50,26 @@ def test_reserve_settle_and_refund(db):
     assert ledger_sum(db, account.id) == 3
 
 
+def test_what_settle_stores_with_the_charge_commits_with_it_or_neither_does(db):
+    account = accounts.create_account(db, "also@example.com", free_credits=10)
+    reservation = credits.reserve(db, account.id, None, 2)
+
+    def fails(session):
+        raise RuntimeError("the answer could not be stored")
+
+    with pytest.raises(RuntimeError):
+        credits.settle(db, reservation, also=fails)
+    with db.session() as session:
+        assert session.scalar(select(ImageRequest.state).where(ImageRequest.id == reservation.request_id)) == "pending"
+
+    seen = []
+    assert credits.settle(db, reservation, also=seen.append)
+    assert len(seen) == 1, "it ran once, with the charge"
+    assert not credits.settle(db, reservation, also=seen.append)
+    assert len(seen) == 1, "no charge made, nothing more stored"
+    assert credits.balance(db, account.id) == 8 and ledger_sum(db, account.id) == 8
+
+
 def test_out_of_credits_takes_nothing(db):
     account = accounts.create_account(db, "carol@example.com", free_credits=1)
     with pytest.raises(OutOfCredits) as refused:

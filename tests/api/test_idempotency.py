@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import socket
 import threading
+from datetime import timedelta
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from pixeldrop import idempotency
 from pixeldrop.accounts import credits
+from pixeldrop.errors import StorageUnavailable
 from pixeldrop.storage import IdempotencyKey, utcnow
 
 from ..books import assert_books_balance, ledger, new_payer, requests_by_state
@@ -92,6 +95,75 @@ def test_of_two_requests_at_once_with_one_key_one_runs_and_the_other_gets_409(se
     assert gated.prompts == ["a red apple"], "the model ran once"
     assert requests_by_state(db, payer.account_id) == {"charged": ["charged"]}
     assert credits.balance(db, payer.account_id) == 98
+
+
+def keys(db, account_id: int) -> list[tuple[str, str]]:
+    """`(key, state)` of the account's Idempotency-Key rows."""
+    with db.session() as session:
+        return [tuple(row) for row in session.execute(  # type: ignore[misc]
+            select(IdempotencyKey.key, IdempotencyKey.state).where(IdempotencyKey.account_id == account_id))]
+
+
+def cannot_store(session, claimed, answer):
+    raise StorageUnavailable("The service's storage is unavailable; try again shortly.")
+
+
+def test_the_charge_and_the_stored_answer_are_one_transaction(settings, db, tiny_generator, monkeypatch):
+    """Storing the answer fails inside the charge's transaction: nothing is charged, the key is
+    released, the client gets a 503; once storage works, the answer is stored with its charge."""
+    with live_server(settings, db, tiny_generator) as live:
+        payer = new_payer(db)
+        monkeypatch.setattr(idempotency, "complete_within", cannot_store)
+        failed = post(live, payer.key, "one-transaction")
+        assert failed.status_code == 503 and not replayed(failed), failed.text
+        assert credits.balance(db, payer.account_id) == 100
+        assert requests_by_state(db, payer.account_id) == {"refunded": ["busy"]}
+        assert keys(db, payer.account_id) == [], "the key was released"
+
+        monkeypatch.undo()
+        paid = post(live, payer.key, "one-transaction")
+        assert paid.status_code == 200 and not replayed(paid)
+        assert keys(db, payer.account_id) == [("one-transaction", "done")]
+        again = post(live, payer.key, "one-transaction")
+        assert replayed(again) and again.content == paid.content
+    assert ledger(db, payer.account_id) == [("free", 100), ("image", -2), ("refund", 2), ("image", -2)]
+    assert_books_balance(db, payer.account_id)
+
+
+def test_a_request_whose_key_was_taken_over_is_not_charged(settings, db, tiny_generator):
+    """A request that ran past `abandoned_after` lost its key to a retry: the key's answer is the
+    retry's, so the first one cannot store its own and charges nothing (503)."""
+    gated = GatedGenerator(tiny_generator)
+    with live_server(settings, db, gated) as live:
+        payer = new_payer(db)
+        answers: dict[str, httpx.Response] = {}
+        first = threading.Thread(target=lambda: answers.update(first=post(live, payer.key, "taken")))
+        first.start()
+        assert gated.started.wait(timeout=30)
+        with db.session() as session:
+            first_claim = session.scalar(select(IdempotencyKey.id))
+            session.execute(update(IdempotencyKey).values(
+                created_at=utcnow() - timedelta(seconds=settings.stale_reservation_seconds + 60)))
+        retry = threading.Thread(target=lambda: answers.update(retry=post(live, payer.key, "taken")))
+        retry.start()
+        wait_until(lambda: keys(db, payer.account_id) == [("taken", "running")]
+                   and not _claimed_by(db, first_claim), "the retry to take the key over")
+        gated.gate.set()
+        first.join(timeout=60)
+        retry.join(timeout=60)
+        assert answers["first"].status_code == 503, answers["first"].text
+        assert "took the key over; nothing was charged" in answers["first"].json()["error"]
+        assert answers["retry"].status_code == 200 and not replayed(answers["retry"])
+        third = post(live, payer.key, "taken")
+        assert replayed(third) and third.content == answers["retry"].content
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["busy"], "charged": ["charged"]}
+    assert credits.balance(db, payer.account_id) == 98
+    assert_books_balance(db, payer.account_id)
+
+
+def _claimed_by(db, row_id: int) -> bool:
+    with db.session() as session:
+        return session.get(IdempotencyKey, row_id) is not None
 
 
 def test_keys_belong_to_their_account(settings, db, tiny_generator):

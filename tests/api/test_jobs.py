@@ -17,11 +17,14 @@ from PIL import Image
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from pixeldrop.storage import Database, Job, utcnow
+from pixeldrop import idempotency
+from pixeldrop.errors import StorageUnavailable
+from pixeldrop.storage import Database, IdempotencyKey, Job, utcnow
 
 from ..books import ledger, new_payer, request_states
 from ..jobs.receiver import Receiver
 from ..server import Server, cli, wait_until
+from .test_money import live_server
 
 JOBS = "/v1/jobs"
 UNLIMITED = 100_000  # requests per minute, for keys whose tests are not about the rate limit
@@ -199,3 +202,35 @@ def test_a_job_running_when_its_server_is_killed_is_made_once_after_a_restart(ba
     with db.session() as session:
         attempts = dict(session.execute(select(Job.public_id, Job.attempts)).all())
     assert attempts == {jobs[0]: 2, jobs[1]: 1}, "the killed job ran again, once; the other once"
+
+
+def test_a_submitted_job_and_its_stored_answer_are_one_transaction(settings, db, tiny_generator, monkeypatch):
+    """With an Idempotency-Key, storing the 202 fails inside the job's transaction: no job, the
+    reservation given back, the key released, a 503; once storage works, the 202 is stored with its job."""
+    def cannot_store(session, claimed, answer):
+        raise StorageUnavailable("The service's storage is unavailable; try again shortly.")
+
+    settings.run_jobs = False  # the jobs stay queued: only the submission is paid here
+    with live_server(settings, db, tiny_generator) as live:
+        payer = new_payer(db, credits=10)
+        api = Client(live.url, payer.key)
+        retry = {"Idempotency-Key": "job-once"}
+        monkeypatch.setattr(idempotency, "complete_within", cannot_store)
+        failed = api.submit(data={"prompt": "a rocket", "seed": "5"}, headers=retry)
+        assert failed.status_code == 503 and set(failed.json()) == {"error"}, failed.text
+        with db.session() as session:
+            assert session.scalars(select(Job.id)).all() == [], "no job"
+            assert session.scalars(select(IdempotencyKey.id)).all() == [], "the key was released"
+        assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("refund", 2)]
+
+        monkeypatch.undo()
+        accepted = api.submit(data={"prompt": "a rocket", "seed": "5"}, headers=retry)
+        assert accepted.status_code == 202 and "idempotent-replayed" not in accepted.headers
+        again = api.submit(data={"prompt": "a rocket", "seed": "5"}, headers=retry)
+        assert again.headers["idempotent-replayed"] == "true" and again.content == accepted.content
+        assert again.headers["location"] == accepted.headers["location"]
+        with db.session() as session:
+            assert session.scalars(select(Job.public_id)).all() == [accepted.json()["id"]]
+            assert session.scalars(select(IdempotencyKey.state)).all() == ["done"]
+    assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("refund", 2), ("image", -2)]
+    assert request_states(db, payer.account_id) == ["refunded", "pending"]

@@ -22,9 +22,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from pixeldrop import accounts, images_store
+from pixeldrop import accounts, errors, idempotency, images_store
 from pixeldrop.accounts import credits
-from pixeldrop.storage import Database, ImageRequest, StoredImage, utcnow
+from pixeldrop.storage import Database, IdempotencyKey, ImageRequest, StoredImage, utcnow
 
 from ..books import Payer, assert_books_balance, ledger, new_payer, requests_by_state
 from ..conftest import _fresh_postgres_database
@@ -294,8 +294,9 @@ def test_unknown_paths_and_methods_under_the_openai_paths_answer_in_openai_shape
 
 # --- Several images at once, under faults (the app under a real uvicorn, SQLite and PostgreSQL) ---
 
-def post_json(live, key: str, body: dict) -> httpx.Response:
-    return httpx.post(live.url + GENERATIONS, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+def post_json(live, key: str, body: dict, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.post(live.url + GENERATIONS, json=body, headers={"Authorization": f"Bearer {key}", **(headers or {})},
+                      timeout=60)
 
 
 def open_json_request(port: int, key: str, body: dict) -> socket.socket:
@@ -359,6 +360,34 @@ def test_a_client_that_hangs_up_pays_for_none_and_its_queued_images_never_run(se
         assert post_json(live, payer.key, {"prompt": "a client that stays"}).status_code == 200
     assert gated.prompts == ["left behind", "a client that stays"], "the queued images never reached the model"
     assert ledger(db, payer.account_id) == [("free", 100), ("image", -6), ("refund", 6), ("image", -2)]
+
+
+def test_n_images_and_their_stored_answer_are_charged_in_one_transaction(settings, db, tiny_generator, monkeypatch):
+    """With an Idempotency-Key, storing the answer fails inside the charge's transaction: none of
+    the images is charged, the key is released, the answer is a 503 in OpenAI's shape."""
+    def cannot_store(session, claimed, answer):
+        raise errors.StorageUnavailable("The service's storage is unavailable; try again shortly.")
+
+    body = {"prompt": "two images", "n": 2}
+    with live_server(settings, db, tiny_generator) as live:
+        payer = new_payer(db)
+        monkeypatch.setattr(idempotency, "complete_within", cannot_store)
+        failed = post_json(live, payer.key, body, {"Idempotency-Key": "n-at-once"})
+        assert failed.status_code == 503 and error_of(failed)["type"] == "server_error"
+        assert credits.balance(db, payer.account_id) == 100
+        with db.session() as session:
+            assert session.scalars(select(IdempotencyKey.id).where(IdempotencyKey.account_id == payer.account_id)
+                                   ).all() == [], "the key was released"
+
+        monkeypatch.undo()
+        paid = post_json(live, payer.key, body, {"Idempotency-Key": "n-at-once"})
+        assert paid.status_code == 200 and len(paid.json()["data"]) == 2
+        again = post_json(live, payer.key, body, {"Idempotency-Key": "n-at-once"})
+        assert again.headers["idempotent-replayed"] == "true" and again.content == paid.content
+        assert again.headers["ratelimit-limit"] == paid.headers["ratelimit-limit"], "the quota is in the stored answer"
+    assert ledger(db, payer.account_id) == [("free", 100), ("image", -4), ("refund", 4), ("image", -4)]
+    assert requests_by_state(db, payer.account_id) == {"refunded": ["busy"], "charged": ["charged"]}
+    assert_books_balance(db, payer.account_id)
 
 
 def test_urls_use_the_public_url_when_set(settings, db, tiny_generator):

@@ -51,6 +51,28 @@ def test_an_account_that_cannot_pay_gets_no_job(db):
         assert session.scalars(select(Job)).all() == []
 
 
+def test_what_submit_stores_with_the_job_commits_with_it_or_neither_does(db, payer):
+    """`also` (an Idempotency-Key's stored answer) runs in the job's transaction: should it fail,
+    there is no job and the reservation is given back; when it works it sees the job, queued."""
+    def fails(session, submitted):
+        assert session.scalar(select(Job.status).where(Job.public_id == submitted.job.id)) == "queued"
+        raise StorageUnavailable("the answer could not be stored")
+
+    with pytest.raises(StorageUnavailable):
+        store.submit(db, payer.account_id, payer.key_id, Order("a red apple", seed=7), PRICE, KEEP, None, fails)
+    with db.session() as session:
+        assert session.scalars(select(Job.id)).all() == []
+    assert credits.balance(db, payer.account_id) == 10
+    assert ledger(db, payer.account_id) == [("free", 10), ("image", -2), ("refund", 2)]
+    assert request_outcomes(db, payer.account_id) == [Outcome.BUSY]
+
+    seen: list[store.Submitted] = []
+    submitted = store.submit(db, payer.account_id, payer.key_id, Order("a red apple", seed=7), PRICE, KEEP, None,
+                             lambda session, submitted: seen.append(submitted))
+    assert seen == [submitted] and submitted.job.status == "queued" and submitted.remaining == 8
+    assert store.status(db, payer.account_id, submitted.job.id, KEEP).status == "queued"
+
+
 def test_cancel_refunds_a_queued_job_once_and_refuses_a_started_one(db, payer):
     queued, running = submit(db, payer), submit(db, payer)
     run = store.claim_next(db, "test")

@@ -23,6 +23,7 @@ The rules, all here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,12 +152,19 @@ def reserve(db: Database, account_id: int, api_key_id: int | None, amount: int,
     raise OutOfCredits("Your account has no remaining credits.", remaining=current)
 
 
-def settle(db: Database, reservation: Reservation) -> bool:
-    """The image was delivered: the reservation becomes a charge. False if it was refunded."""
+def settle(db: Database, reservation: Reservation, also: Callable[[Session], None] | None = None) -> bool:
+    """The image was delivered: the reservation becomes a charge. False if it was refunded.
+
+    `also(session)` runs in the same transaction once the charge is made (an Idempotency-Key's
+    stored answer): both commit, or, should it raise, neither does.
+    """
     with db.session() as session:
-        return changed_rows(session, update(ImageRequest)
-                            .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
-                            .values(state=CHARGED, outcome=Outcome.CHARGED, finished_at=utcnow())) == 1
+        settled = changed_rows(session, update(ImageRequest)
+                               .where(ImageRequest.id == reservation.request_id, ImageRequest.state == PENDING)
+                               .values(state=CHARGED, outcome=Outcome.CHARGED, finished_at=utcnow())) == 1
+        if settled and also is not None:
+            also(session)
+        return settled
 
 
 def refund(db: Database, reservation: Reservation, outcome: Outcome) -> int | None:

@@ -27,9 +27,9 @@ from pixeldrop.errors import InvalidRequest
 from pixeldrop.generation.formats import FORMATS, format_for_path
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
-from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
+from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, Keeper, idempotency_key, idempotent
 from pixeldrop.http.services import Services, ServicesDep, base_url
-from pixeldrop.jobs import JobStatus, Order, store, webhooks
+from pixeldrop.jobs import JobStatus, Order, Submitted, store, webhooks
 from pixeldrop.prompts import validate_prompt
 from pixeldrop.seeds import MAX_SEED, parse_seed
 
@@ -183,14 +183,18 @@ async def submit_job(request: Request, services: ServicesDep, key: BearerKeyDep)
         retry_key = idempotency_key(request)
         order, asked = await _order(request, services)
 
-    async def answer() -> Response:  # the paid step, all of it
-        submitted = await run_in_threadpool(store.submit, services.db, key.account_id, key.id, order,
-                                            settings.credits_per_image, _keep(services),
-                                            order.prompt if settings.store_prompts else None)
-        services.jobs.wake()
+    def accepted(submitted: Submitted) -> Response:
         shown = _shown(request, submitted.job)
         return JSONResponse(shown, status_code=202, headers={
             "Location": shown["status_url"], "x-remaining-credits": str(submitted.remaining), **quota})
+
+    async def answer(keeper: Keeper) -> Response:  # the paid step, all of it
+        submitted = await run_in_threadpool(
+            store.submit, services.db, key.account_id, key.id, order, settings.credits_per_image, _keep(services),
+            order.prompt if settings.store_prompts else None,
+            lambda session, submitted: keeper.keep(session, accepted(submitted)))  # queued if and only if kept
+        services.jobs.wake()
+        return accepted(submitted)
 
     return await idempotent(request, key.account_id, retry_key, asked, answer, error_response)
 

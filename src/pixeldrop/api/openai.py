@@ -43,7 +43,7 @@ from pixeldrop.generation.metadata import ServedModel, public_model_name
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
-from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
+from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, Keeper, idempotency_key, idempotent
 from pixeldrop.http.services import Services, ServicesDep, base_url
 from pixeldrop.http.statuses import OPENAI_STATUS, headers_for, status_for
 from pixeldrop.prompts import VISIBLE_CHARACTER, validate_prompt
@@ -246,8 +246,9 @@ def _encode(images: Sequence[Image.Image], asked: Generation, settings: Settings
             for image, seed in zip(images, asked.seeds, strict=True)]
 
 
-async def _paid_images(services: Services, key: KeyInfo, asked: Generation, server_url: str) -> Response:
-    """Make, encode (and store) the images, paid together; the 200 answer."""
+async def _paid_images(services: Services, key: KeyInfo, asked: Generation, server_url: str,
+                       quota_headers: dict[str, str], keeper: Keeper) -> Response:
+    """Make, encode (and store) the images, paid together; the 200 answer, kept with the charge."""
     settings = services.settings
     async with services.paid.image(key.account_id, key.id, count=len(asked.seeds), prompt=asked.prompt) as purchase:
         images = await purchase.generate_each(asked.prompt, asked.seeds)
@@ -262,10 +263,12 @@ async def _paid_images(services: Services, key: KeyInfo, asked: Generation, serv
         else:
             data = [{"b64_json": base64.b64encode(image).decode("ascii"), "revised_prompt": None, "seed": seed}
                     for image, seed in zip(encoded, asked.seeds, strict=True)]
-    headers = {"x-remaining-credits": str(purchase.remaining), "x-credits-consumed": str(purchase.charged)}
-    if len(asked.seeds) == 1:
-        headers["seed"] = str(asked.seeds[0])  # as the ClipDrop route's answers
-    return JSONResponse({"created": int(time.time()), "data": data}, headers=headers)
+        headers = {"x-remaining-credits": str(purchase.remaining), "x-credits-consumed": str(purchase.charged)}
+        if len(asked.seeds) == 1:
+            headers["seed"] = str(asked.seeds[0])  # as the ClipDrop route's answers
+        response = JSONResponse({"created": int(time.time()), "data": data}, headers={**headers, **quota_headers})
+        purchase.on_charge(lambda session: keeper.keep(session, response))  # charged if and only if kept
+    return response
 
 
 # --- Routes --------------------------------------------------------------------------------------
@@ -277,15 +280,14 @@ async def generate_images(request: Request, services: ServicesDep, key: BearerKe
         retry_key = idempotency_key(request)
         body = await read_body(request, settings.max_body_bytes)
         asked = parse_generation(request.headers.get("content-type"), body, settings)
-    async def answer() -> Response:
+    async def answer(keeper: Keeper) -> Response:
         try:
-            response = await until_disconnected(request, _paid_images(services, key, asked, base_url(request)))
+            return await until_disconnected(request, _paid_images(services, key, asked, base_url(request),
+                                                                  quota.headers(), keeper))
         except errors.OutOfCredits as error:
             price = services.paid.cost * len(asked.seeds)
             raise errors.OutOfCredits(f"This request costs {price} credits ({services.paid.cost} per image); the "
                                       f"account has {error.remaining}.", remaining=error.remaining) from None
-        response.headers.update(quota.headers())
-        return response
 
     return await idempotent(request, key.account_id, retry_key, asked.fingerprint, answer, openai_error)
 

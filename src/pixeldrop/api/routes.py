@@ -13,9 +13,8 @@ from pixeldrop.generation.formats import FORMATS
 from pixeldrop.http.bodies import read_body
 from pixeldrop.http.disconnect import until_disconnected
 from pixeldrop.http.idempotency import OPENAPI_PARAMETER as IDEMPOTENCY_PARAMETER
-from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, idempotency_key, idempotent
+from pixeldrop.http.idempotency import OPENAPI_REPLAYED_HEADER, REPLAYED, Keeper, idempotency_key, idempotent
 from pixeldrop.http.services import ServicesDep
-from pixeldrop.paid_generation import Purchase
 from pixeldrop.seeds import MAX_SEED, parse_seed
 
 from .deps import ApiKeyDep
@@ -64,24 +63,26 @@ async def text_to_image(request: Request, services: ServicesDep, key: ApiKeyDep)
     prompt, seed = form.prompt, parse_seed(form.seed)
     parameters = services.engine.model.image_parameters(prompt, seed) if settings.image_metadata else None
 
-    async def paid_image() -> tuple[bytes, Purchase]:
+    async def paid_image(keeper: Keeper) -> Response:
         async with services.paid.image(key.account_id, key.id, prompt=prompt) as purchase:
             image = await purchase.generate(prompt, seed)
             # Encoded before the block ends: an image that cannot be delivered is not charged.
-            return await run_in_threadpool(FORMATS[fmt].encode, image, settings.jpeg_quality, parameters), purchase
+            image_bytes = await run_in_threadpool(FORMATS[fmt].encode, image, settings.jpeg_quality, parameters)
+            response = Response(
+                content=image_bytes,
+                media_type=FORMATS[fmt].media_type,
+                headers={
+                    "x-remaining-credits": str(purchase.remaining),
+                    "x-credits-consumed": str(purchase.charged),
+                    **quota.headers(),
+                    "seed": str(seed),
+                },
+            )
+            purchase.on_charge(lambda session: keeper.keep(session, response))  # charged if and only if kept
+        return response
 
-    async def answer() -> Response:
-        image_bytes, paid = await until_disconnected(request, paid_image())
-        return Response(
-            content=image_bytes,
-            media_type=FORMATS[fmt].media_type,
-            headers={
-                "x-remaining-credits": str(paid.remaining),
-                "x-credits-consumed": str(paid.charged),
-                **quota.headers(),
-                "seed": str(seed),
-            },
-        )
+    async def answer(keeper: Keeper) -> Response:
+        return await until_disconnected(request, paid_image(keeper))
 
     asked = {"prompt": prompt, "seed": form.seed, "format": fmt}
     return await idempotent(request, key.account_id, retry_key, asked, answer, error_response)

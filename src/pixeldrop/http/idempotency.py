@@ -8,13 +8,18 @@ A paid route applies it with one check and one call (api/routes.py's ClipDrop ro
                             answer, render_error)
 
 - `asked` (the dict) is what the request asked for, parsed: what makes two requests the same one.
-- `answer()` does the paid work and returns the Response: a plain `Response` with its body (not a
-  stream), since the body is stored for replays. It may raise the surface's domain errors.
+- `answer(keeper)` does the paid work and returns the Response: a plain `Response` with its body
+  (not a stream), since the body is stored for replays. It may raise the surface's domain errors.
+  It builds its paid answer before the charge and has `keeper.keep(session, response)` store it
+  in the transaction that charges (`purchase.on_charge(lambda session: keeper.keep(session, response))`,
+  or jobs.store.submit's `also`): charged if and only if stored (pixeldrop.idempotency).
 - `render_error(error)` is the surface's own error shape (the ClipDrop API's `error_response`), so
-  that a stored 4xx replays exactly as it was first sent.
+  that a stored 4xx replays exactly as it was first sent. Answers not kept by `keeper` (a 4xx) are
+  stored once made; a 5xx, a hang-up or a cancellation releases the key.
 
-Without the header, `idempotent` is `await answer()`: nothing is stored and nothing changes. With
-it, a replay is the first answer's status, headers and body, plus `Idempotent-Replayed: true`.
+Without the header, `idempotent` is `answer(keeper)` with a keeper that keeps nothing: nothing is
+stored and nothing changes. With it, a replay is the first answer's status, headers and body, plus
+`Idempotent-Replayed: true`.
 """
 
 from __future__ import annotations
@@ -26,12 +31,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from pixeldrop import idempotency
-from pixeldrop.errors import ClientGone, InvalidRequest, PixeldropError
+from pixeldrop.errors import ClientGone, IdempotencyKeyTakenOver, InvalidRequest, PixeldropError
 
 from .services import Services
 from .statuses import status_for
@@ -65,12 +71,32 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+class Keeper:
+    """Stores a paid answer as its key's answer, in the transaction that charges for it."""
+
+    def __init__(self, claim: idempotency.Claim | None):
+        self.claim = claim  # None: the request has no key, and nothing is kept
+        # Stored in the transaction that charged; read once `answer` has returned (a transaction
+        # that failed after storing raised through `answer`).
+        self.stored = False
+
+    def keep(self, session: Session, response: Response) -> None:
+        """Store `response` in `session`'s transaction; IdempotencyKeyTakenOver (rolling it back,
+        charge included) if another request took the key meanwhile."""
+        if self.claim is None:
+            return
+        if not idempotency.complete_within(session, self.claim, _stored(response)):
+            raise IdempotencyKeyTakenOver("This request took so long that a later request with its Idempotency-Key "
+                                          "took the key over; nothing was charged. Retry with the same key.")
+        self.stored = True
+
+
 async def idempotent(request: Request, account_id: int, key: str | None, asked: Mapping[str, Any],
-                     answer: Callable[[], Awaitable[Response]],
+                     answer: Callable[[Keeper], Awaitable[Response]],
                      render_error: Callable[[PixeldropError], Response]) -> Response:
-    """`answer()`'s Response, run at most once per (account, key); see the module docstring."""
+    """`answer(keeper)`'s Response, run at most once per (account, key); see the module docstring."""
     if key is None:
-        return await answer()
+        return await answer(Keeper(None))
     services = Services.of(request)
     settings = services.settings
     abandoned_after = timedelta(seconds=settings.stale_reservation_seconds)
@@ -79,8 +105,9 @@ async def idempotent(request: Request, account_id: int, key: str | None, asked: 
                                     timedelta(hours=settings.idempotency_hours), abandoned_after)
     if isinstance(found, idempotency.Answer):
         return _replay(found)
+    keeper = Keeper(found)
     try:
-        response = await answer()
+        response = await answer(keeper)
     except PixeldropError as error:
         if not _kept(error):
             await _to_the_end(idempotency.release, services.db, found)
@@ -91,7 +118,7 @@ async def idempotent(request: Request, account_id: int, key: str | None, asked: 
         raise
     if response.status_code >= 500:
         await _to_the_end(idempotency.release, services.db, found)
-    else:
+    elif not keeper.stored:  # (a paid answer is stored with its charge)
         await _to_the_end(idempotency.complete, services.db, found, _stored(response))
     return response
 

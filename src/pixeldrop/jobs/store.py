@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from pixeldrop.accounts import credits
 from pixeldrop.accounts.credits import Reservation
 from pixeldrop.accounts.outcomes import Outcome
-from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, StorageUnavailable
+from pixeldrop.errors import JobNotFound, JobResultExpired, JobStateConflict, ServerBusy, StorageUnavailable
 from pixeldrop.generation.formats import FORMATS
 from pixeldrop.storage import Database, ImageRequest, Job, JobResult, as_utc, changed_rows, utcnow
 
@@ -112,11 +113,12 @@ def new_public_id() -> str:
 # What callers do
 
 def submit(db: Database, account_id: int, api_key_id: int | None, order: Order, cost: int, keep: timedelta,
-           prompt_for_usage: str | None) -> Submitted:
+           prompt_for_usage: str | None, also: Callable[[Session, Submitted], None] | None = None) -> Submitted:
     """Reserve the price (OutOfCredits: nothing happens), then record the job, queued.
 
-    Should the job not be recorded, the reservation is refunded at once, or, when storage is
-    down, by refund_stale (a reservation no job owns).
+    `also(session, submitted)` runs in the transaction that records the job (an Idempotency-Key's
+    stored answer): both commit, or neither. Should the job not be recorded, the reservation is
+    refunded at once, or, when storage is down, by refund_stale (a reservation no job owns).
     """
     reservation = credits.reserve(db, account_id, api_key_id, cost, prompt=prompt_for_usage)
     try:
@@ -128,11 +130,13 @@ def submit(db: Database, account_id: int, api_key_id: int | None, order: Order, 
             if order.webhook_url is not None:
                 webhooks.ensure_secret(session, account_id)  # so that every event can be signed
             session.flush()
-            status = _status(session, job, keep)
+            submitted = Submitted(_status(session, job, keep), reservation.remaining)
+            if also is not None:
+                also(session, submitted)
     except BaseException as error:
-        _refund_now_or_later(db, reservation, Outcome.BUSY if isinstance(error, StorageUnavailable) else Outcome.FAILED)
+        _refund_now_or_later(db, reservation, Outcome.BUSY if isinstance(error, ServerBusy) else Outcome.FAILED)
         raise
-    return Submitted(status, reservation.remaining)
+    return submitted
 
 
 def status(db: Database, account_id: int, public_id: str, keep: timedelta) -> JobStatus:
