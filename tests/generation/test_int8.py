@@ -1,5 +1,6 @@
-"""The int8 UNet and text encoder (generation/int8.py) compute what the fp32 ones do, within
-quantization error, through the real PT2E flow and Inductor (small configs, random weights)."""
+"""The int8 UNet, text encoder and TAESD decoder (generation/int8.py) compute what the fp32 ones
+do, within quantization error, through the real PT2E flow and Inductor (small configs, random
+weights)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import weakref
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
+from diffusers import AutoencoderTiny, UNet2DConditionModel
 from transformers import BertModel
 
 from pixeldrop.generation import int8
@@ -21,20 +22,21 @@ from pixeldrop.generation.diffusers_backend import DiffusersGenerator
 @pytest.fixture(scope="module")
 def int8_generator(tiny_model):
     # Calibrates on CALIBRATION_PROMPTS, then compiles on the first call (about a minute here).
-    return DiffusersGenerator(tiny_model, device="cpu", precision="int8")
+    return DiffusersGenerator(tiny_model, device="cpu", precision="int8", decoder="tiny")
 
 
 def relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value - reference).norm() / reference.norm())
 
 
-def test_the_unet_and_text_encoder_are_replaced_by_their_calibrated_int8_graphs(int8_generator):
+def test_the_unet_text_encoder_and_decoder_are_replaced_by_their_calibrated_int8_graphs(int8_generator):
     unet, encoder = int8_generator.pipeline.unet, int8_generator.pipeline.text_encoder
     assert isinstance(unet, int8.Int8UNet) and isinstance(encoder, int8.Int8TextEncoder)
+    assert isinstance(int8_generator.pipeline.vae.decoder, int8.Int8Decoder)
     assert unet.dtype == torch.float32 and unet.config.in_channels == 4  # what pipelines read
     assert encoder.dtype == torch.float32 and encoder.config.hidden_size == 32
     description = int8_generator.describe()
-    assert description["dtype"] == "int8 UNet and text encoder, float32" and description["compiled"] is True
+    assert description["dtype"] == "int8 UNet, text encoder and decoder, float32" and description["compiled"] is True
 
 
 def test_the_int8_text_encoder_tracks_the_fp32_one(int8_generator, tiny_model):
@@ -64,8 +66,20 @@ def test_the_int8_unet_tracks_the_fp32_unet_row_by_row(int8_generator, tiny_mode
         assert 0 < error < 0.1, error  # quantized (not the fp32 graph), and close to it
 
 
+def test_the_int8_decoder_tracks_the_fp32_one(int8_generator, tiny_model):
+    reference = AutoencoderTiny.from_pretrained(f"{tiny_model}/vae_tiny").eval()
+    torch.manual_seed(0)
+    latents = torch.randn(2, 4, 8, 8)
+    with torch.inference_mode():
+        quantized = int8_generator.pipeline.vae.decode(latents).sample
+        expected = reference.decode(latents).sample
+    assert quantized.shape == expected.shape and quantized.shape[:2] == (2, 3)
+    error = relative_error(quantized, expected)
+    assert 0 < error < 0.1, error
+
+
 def test_int8_images_are_the_fp32_images_within_quantization_error(int8_generator, tiny_model):
-    fp32 = DiffusersGenerator(tiny_model, device="cpu", precision="fp32")
+    fp32 = DiffusersGenerator(tiny_model, device="cpu", precision="fp32", decoder="tiny")
     prompts, seeds = ["a red apple", "a blue boot"], [3, 4]
     quantized = np.stack([np.asarray(image, dtype=np.float64) for image in int8_generator.generate(prompts, seeds)])
     expected = np.stack([np.asarray(image, dtype=np.float64) for image in fp32.generate(prompts, seeds)])
@@ -95,9 +109,12 @@ def test_the_fp32_weights_are_let_go_once_quantized(tiny_model):
     # The weights of convolutions and linear layers: what int8 copies replace (biases, norms stay).
     weights = [weakref.ref(module.weight) for part in (generator.pipeline.unet, generator.pipeline.text_encoder)
                for module in part.modules() if isinstance(module, torch.nn.Conv2d | torch.nn.Linear)]
-    int8.quantize(generator.pipeline, generator._call_options())  # compiles later, on the first call
+    kl_decoder = generator.pipeline.vae.decoder
+    parts = int8.quantize(generator.pipeline, generator._call_options())  # compiles later, on the first call
     gc.collect()
     assert isinstance(generator.pipeline.unet, int8.Int8UNet)
+    # The KL VAE (the quality preset's decoder) stays as it was: only TAESD's decoder is quantized.
+    assert parts == ["UNet", "text encoder"] and generator.pipeline.vae.decoder is kl_decoder
     assert all(weight() is None for weight in weights), "fp32 weights still held (GiBs for real models)"
 
 

@@ -1,19 +1,20 @@
-"""The UNet and the text encoder in int8 on CPUs: post-training quantization through PyTorch 2
-export.
+"""The UNet, the text encoder and TAESD's decoder in int8 on CPUs: post-training quantization
+through PyTorch 2 export.
 
 Why: on a CPU nearly all of a Stable Diffusion image is the UNet, and oneDNN's int8 convolutions
 and matrix products (AVX512-VNNI on Intel and AMD, AMX-INT8 on recent Xeons) do four times the
 work per instruction of fp32. Measured on the SD-Turbo UNet at 512x512 on a 2-core Xeon without
 AMX: 4.0 s compiled in fp32, 1.45 s in int8 (bench/README.md, with the image error it costs).
+TAESD's decoder, all convolutions and ReLUs, goes from 0.60 s compiled in fp32 to 0.15 s.
 
 How (torchao's PT2E flow with `X86InductorQuantizer`, the route PyTorch documents for x86):
 1. The pipeline makes a few images from `CALIBRATION_PROMPTS` in fp32, as it would for a user,
-   while hooks record every input of the text encoder (token ids) and of the UNet (real text
-   states, real latents at every timestep).
+   while hooks record every input of the text encoder (token ids), of the UNet (real text
+   states, real latents at every timestep) and of TAESD's decoder (final latents).
 2. Each is exported at batch size 1 (`torch.export`), observers are inserted (`prepare_pt2e`),
    the recorded inputs run through it and fix the activation ranges, and `convert_pt2e` turns it
-   into a graph of int8 weights and quantize/dequantize pairs. The UNet's activations are
-   quantized statically (ranges fixed by calibration); the text encoder's linear layers
+   into a graph of int8 weights and quantize/dequantize pairs. The UNet's and the decoder's
+   activations are quantized statically (ranges fixed by calibration); the text encoder's linear layers
    dynamically (each call measures its own range: transformer text encoders have outlier
    activations that a fixed range would clip). The text encoder goes first: its int8 copy is
    a quarter of its fp32 weights, which lowers the peak while the larger UNet is converted.
@@ -27,10 +28,11 @@ rows cost one after another. One graph, compiled once, whatever `max_batch` is; 
 guidance's doubled batch is two rows.
 
 Weights are per channel, activations per tensor (the quantizer's defaults); what the quantizer
-leaves alone (attention's softmax, normalisations) stays fp32, as do the decoder and the
-scheduler. The results replace `pipeline.unet` and `pipeline.text_encoder` (`Int8UNet`,
-`Int8TextEncoder`) and are called the way diffusers' pipelines call them, so every pipeline that
-calls its UNet as `unet(sample, timestep, encoder_hidden_states=...)` and its text encoder as
+leaves alone (attention's softmax, normalisations) stays fp32, as do the KL VAE (the quality
+preset's decoder) and the scheduler. The results replace `pipeline.unet`, `pipeline.text_encoder`
+and TAESD's `pipeline.vae.decoder` (`Int8UNet`, `Int8TextEncoder`, `Int8Decoder`) and are called
+the way diffusers' pipelines call them, so every pipeline that calls its UNet as
+`unet(sample, timestep, encoder_hidden_states=...)` and its text encoder as
 `text_encoder(input_ids)` with nothing else (Stable Diffusion, SD-Turbo, pixeldrop-tiny) works
 unchanged; others (SDXL's `added_cond_kwargs`, attention masks, clip skip) are refused at
 start-up by `quantize`, not at the first request.
@@ -41,10 +43,12 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from diffusers import AutoencoderTiny
 from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
 from torch._inductor import config as inductor_config
 from transformers.modeling_outputs import BaseModelOutput
@@ -113,6 +117,15 @@ class _Int8Part(torch.nn.Module):
     def device(self) -> torch.device:
         return self._device
 
+    def _run(self, rows: Sequence[tuple[torch.Tensor, ...]]) -> torch.Tensor:
+        """The graph on each batch-1 row (made by `split_rows` or `unet_rows`), concatenated.
+
+        Out of inference mode, which pipelines call under, and on ordinary tensors: with
+        inference tensors Inductor's freezing (the int8 weight folding) does not happen and
+        compiling fails (onednn.qlinear_prepack)."""
+        with torch.inference_mode(False), torch.no_grad(), inductor_config.patch(COMPILE_OPTIONS):
+            return torch.cat([self.graph(*row) for row in rows])
+
 
 class Int8TextEncoder(_Int8Part):
     """The text encoder's calling convention (`[0]` or `.last_hidden_state` of its output)."""
@@ -120,15 +133,14 @@ class Int8TextEncoder(_Int8Part):
     def forward(self, input_ids, attention_mask=None, output_hidden_states=None, **extra):
         _check_extra({"attention_mask": attention_mask, "output_hidden_states": output_hidden_states or None},
                      "text encoder")
-        with torch.inference_mode(False), torch.no_grad(), inductor_config.patch(COMPILE_OPTIONS):
-            hidden = torch.cat([self.graph(*row) for row in token_rows(input_ids)])
-        return BaseModelOutput(last_hidden_state=hidden)
+        return BaseModelOutput(last_hidden_state=self._run(split_rows(input_ids)))
 
 
-def token_rows(input_ids: torch.Tensor) -> list[tuple[torch.Tensor]]:
-    """Token ids (batch, length) as batch-1 rows, ordinary tensors (see `rows`)."""
-    with torch.inference_mode(False):
-        return [(input_ids[i:i + 1].clone(),) for i in range(input_ids.shape[0])]
+class Int8Decoder(_Int8Part):
+    """TAESD's decoder (`vae.decoder`): latents in, image out."""
+
+    def forward(self, latents):
+        return self._run(split_rows(latents, self._dtype))
 
 
 class Int8UNet(_Int8Part):
@@ -143,24 +155,32 @@ class Int8UNet(_Int8Part):
 
     def forward(self, sample, timestep, encoder_hidden_states, return_dict: bool = True, **extra):
         _check_extra(extra, "UNet")
-        # Out of inference mode, which pipelines call under, and on ordinary tensors: with
-        # inference tensors Inductor's freezing (the int8 weight folding) does not happen and
-        # compiling fails (onednn.qlinear_prepack). The copies are a few hundred kB.
-        with torch.inference_mode(False), torch.no_grad(), inductor_config.patch(COMPILE_OPTIONS):
-            prediction = torch.cat([self.graph(row_sample.to(self._dtype), row_timestep.to(self.timestep_dtype),
-                                               row_states.to(self._dtype))
-                                    for row_sample, row_timestep, row_states
-                                    in rows(sample, timestep, encoder_hidden_states)])
+        prediction = self._run(unet_rows(sample, timestep, encoder_hidden_states,
+                                         (self._dtype, self.timestep_dtype, self._dtype)))
         return UNet2DConditionOutput(sample=prediction) if return_dict else (prediction,)
 
 
-def rows(sample: torch.Tensor, timestep, states: torch.Tensor) -> list[UNetInputs]:
-    """A batched UNet call as batch-1 calls (a 0-d timestep, shared or one per row), copied out
-    of inference mode: ordinary tensors."""
-    timestep = torch.as_tensor(timestep)
+def _ordinary(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """A copy of `tensor` (in `dtype` if given) that is an ordinary tensor, even when `tensor` was
+    made in inference mode. A few hundred kB for a UNet row."""
     with torch.inference_mode(False):
-        return [(sample[i:i + 1].clone(), (timestep if timestep.ndim == 0 else timestep[i]).clone(),
-                 states[i:i + 1].clone()) for i in range(sample.shape[0])]
+        return tensor.to(dtype or tensor.dtype, copy=True)
+
+
+def split_rows(batch: torch.Tensor, dtype: torch.dtype | None = None) -> list[tuple[torch.Tensor]]:
+    """A batch (token ids, latents) as batch-1 rows: ordinary tensors, in `dtype` if given."""
+    return [(_ordinary(batch[i:i + 1], dtype),) for i in range(batch.shape[0])]
+
+
+def unet_rows(sample: torch.Tensor, timestep, states: torch.Tensor,
+              dtypes: tuple[torch.dtype | None, ...] = (None, None, None)) -> list[UNetInputs]:
+    """A batched UNet call as batch-1 calls (a 0-d timestep, shared or one per row): ordinary
+    tensors, in `dtypes` (sample, timestep, states) where given."""
+    timestep = torch.as_tensor(timestep)
+    sample_dtype, timestep_dtype, states_dtype = dtypes
+    return [(_ordinary(sample[i:i + 1], sample_dtype),
+             _ordinary(timestep if timestep.ndim == 0 else timestep[i], timestep_dtype),
+             _ordinary(states[i:i + 1], states_dtype)) for i in range(sample.shape[0])]
 
 
 def _check_extra(extra: dict, part: str) -> None:
@@ -169,24 +189,44 @@ def _check_extra(extra: dict, part: str) -> None:
         raise UnsupportedModel(f"the int8 {part} does not take {', '.join(given)}, which this pipeline passes")
 
 
-def record_inputs(pipeline, call_options: dict) -> tuple[list[tuple[torch.Tensor]], list[UNetInputs]]:
-    """Every text encoder and UNet input, row by row, of one pipeline call per calibration
-    prompt (fixed seeds)."""
-    text: list[tuple[torch.Tensor]] = []
-    unet: list[UNetInputs] = []
+@dataclass
+class Recorded:
+    """The inputs of the calibration images, row by row: what each part's int8 graph is
+    calibrated on (no decoder rows unless the decoder is quantized too)."""
+
+    text: list[tuple[torch.Tensor]] = field(default_factory=list)
+    unet: list[UNetInputs] = field(default_factory=list)
+    decoder: list[tuple[torch.Tensor]] = field(default_factory=list)
+
+
+def quantizes_decoder(pipeline) -> bool:
+    """Whether the decoder is quantized too: TAESD's is (convolutions and ReLUs, 4x faster in
+    int8 here); the KL VAE's is left in fp32 (its images are what the quality preset is for)."""
+    return isinstance(pipeline.vae, AutoencoderTiny)
+
+
+def record_inputs(pipeline, call_options: dict) -> Recorded:
+    """Every text encoder, UNet and (TAESD) decoder input, row by row, of one pipeline call per
+    calibration prompt (fixed seeds)."""
+    recorded = Recorded()
 
     def record_text(module, args, kwargs):
         named = dict(zip(("input_ids", "attention_mask"), args, strict=False)) | kwargs
         _check_extra({name: named.get(name) for name in ("attention_mask", "output_hidden_states")}, "text encoder")
-        text.extend(token_rows(named["input_ids"]))
+        recorded.text.extend(split_rows(named["input_ids"]))
 
     def record_unet(module, args, kwargs):
         named = dict(zip(("sample", "timestep", "encoder_hidden_states"), args, strict=False)) | kwargs
         _check_extra({name: named.get(name) for name in EXTRA_ARGUMENTS}, "UNet")
-        unet.extend(rows(named["sample"], named["timestep"], named["encoder_hidden_states"]))
+        recorded.unet.extend(unet_rows(named["sample"], named["timestep"], named["encoder_hidden_states"]))
+
+    def record_decoder(module, args):
+        recorded.decoder.extend(split_rows(args[0]))
 
     hooks = [pipeline.text_encoder.register_forward_pre_hook(record_text, with_kwargs=True),
              pipeline.unet.register_forward_pre_hook(record_unet, with_kwargs=True)]
+    if quantizes_decoder(pipeline):
+        hooks.append(pipeline.vae.decoder.register_forward_pre_hook(record_decoder))
     try:
         with torch.inference_mode():
             for seed, prompt in enumerate(CALIBRATION_PROMPTS):
@@ -194,7 +234,7 @@ def record_inputs(pipeline, call_options: dict) -> tuple[list[tuple[torch.Tensor
     finally:
         for hook in hooks:
             hook.remove()
-    return text, unet
+    return recorded
 
 
 def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> None:
@@ -266,23 +306,31 @@ def _int8_graph(function: torch.nn.Module, inputs: list, dynamic: bool) -> Calla
     return torch.compile(quantized)
 
 
-def quantize(pipeline, call_options: dict) -> None:
-    """Replace `pipeline.text_encoder` and `pipeline.unet` (fp32, on the CPU) with their int8
-    versions, calibrated by running the pipeline with `call_options` (steps, guidance) on
-    CALIBRATION_PROMPTS."""
-    text_inputs, unet_inputs = record_inputs(pipeline, call_options)
-    log.info("quantizing the text encoder and the UNet to int8 on %d and %d recorded calls",
-             len(text_inputs), len(unet_inputs))
+def quantize(pipeline, call_options: dict) -> list[str]:
+    """Replace `pipeline.text_encoder`, `pipeline.unet` and TAESD's `pipeline.vae.decoder` (fp32,
+    on the CPU) with their int8 versions, calibrated by running the pipeline with `call_options`
+    (steps, guidance) on CALIBRATION_PROMPTS. Returns the names of the parts now in int8."""
+    recorded = record_inputs(pipeline, call_options)
+    log.info("quantizing to int8 on %d text encoder, %d UNet and %d decoder calls",
+             len(recorded.text), len(recorded.unet), len(recorded.decoder))
     encoder = pipeline.text_encoder
     config, dtype, device = encoder.config, encoder.dtype, encoder.device
-    graph = _int8_graph(_TextPositional(encoder), text_inputs, dynamic=True)
+    graph = _int8_graph(_TextPositional(encoder), recorded.text, dynamic=True)
     del encoder
     pipeline.text_encoder = Int8TextEncoder(graph, config, dtype, device)
     _return_freed_memory()
 
     unet = pipeline.unet
     config, dtype, device = unet.config, unet.dtype, unet.device
-    graph = _int8_graph(_Positional(unet), unet_inputs, dynamic=False)
+    graph = _int8_graph(_Positional(unet), recorded.unet, dynamic=False)
     del unet
-    pipeline.unet = Int8UNet(graph, config, dtype, device, timestep_dtype=unet_inputs[0][1].dtype)
+    pipeline.unet = Int8UNet(graph, config, dtype, device, timestep_dtype=recorded.unet[0][1].dtype)
     _return_freed_memory()
+
+    if recorded.decoder:
+        vae = pipeline.vae
+        graph = _int8_graph(vae.decoder, recorded.decoder, dynamic=False)
+        vae.decoder = Int8Decoder(graph, vae.config, vae.dtype, vae.device)
+        _return_freed_memory()
+        return ["UNet", "text encoder", "decoder"]
+    return ["UNet", "text encoder"]
