@@ -70,10 +70,12 @@ def test_bf16_channels_last_unet_matches_fp32(tiny_model):
     assert error < 0.03
 
 
-def test_tiny_decoder_is_wired_as_taesd_expects(tiny_model):
-    generator = DiffusersGenerator(tiny_model, device="cpu", precision="fp32", decoder="tiny")
+@pytest.mark.parametrize("compile", [False, True])  # compiled presets compile TAESD's decoder too
+def test_tiny_decoder_is_wired_as_taesd_expects(tiny_model, compile):
+    generator = DiffusersGenerator(tiny_model, device="cpu", precision="fp32", decoder="tiny", compile=compile)
     pipe = generator.pipeline
     assert isinstance(pipe.vae, AutoencoderTiny) and pipe.vae.config.scaling_factor == 1.0
+    assert isinstance(pipe.vae.decoder, torch._dynamo.eval_frame.OptimizedModule) == compile
     final = {}
 
     def keep_latents(_pipe, _step, _t, kwargs):

@@ -259,24 +259,32 @@ class DiffusersGenerator:
             precision = "auto"
         self.dtype = pick_dtype(precision, self.device)
         log.info("loading %s on %s as %s", model, self.device, self.dtype)
-        with quiet_libraries(verbose):
-            self.pipeline, self.decoder = self._load(model, decoder)
-        if self.device.type == "cpu":
-            # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
-            for part in (self.pipeline.unet, self.pipeline.vae):
-                part.to(memory_format=torch.channels_last)
-        self.pipeline.set_progress_bar_config(disable=True)
         self.num_inference_steps = num_inference_steps or self.recipe.num_inference_steps
         self.guidance_scale = guidance_scale if guidance_scale is not None else self.recipe.guidance_scale
         self.int8 = precision == "int8"
         self.compiled = compile or self.int8
         self.int8_parts: list[str] = []  # the parts in int8, as describe() names them
+        with quiet_libraries(verbose):  # loading, and int8's calibration and quantization
+            self.pipeline, self.decoder = self._load(model, decoder)
+            self._speed_up(compile)
+        self.one_step: GraphedOneStep | None = None
+        if self.device.type == "cuda" and applies(self.pipeline, self.num_inference_steps, self.guidance_scale):
+            # 1-step models on a GPU: the whole call replayed as a CUDA graph (4-6x at batch 1).
+            self.one_step = GraphedOneStep(self.pipeline, self.pipeline.unet.config.sample_size
+                                           * self.pipeline.vae_scale_factor)
+
+    def _speed_up(self, compile: bool) -> None:
+        """channels_last on CPUs, then int8 (calibrated and quantized now, compiled on the first
+        call) or `torch.compile`."""
+        self.pipeline.set_progress_bar_config(disable=True)
+        if self.device.type == "cpu":
+            # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
+            for part in (self.pipeline.unet, self.pipeline.vae):
+                part.to(memory_format=torch.channels_last)
         if self.int8:
-            # Calibrated on a few images now; compiled (with the int8 kernels) on the first call.
             from .int8 import quantize
 
-            with quiet_libraries(verbose):
-                self.int8_parts = quantize(self.pipeline, self._call_options())
+            self.int8_parts = quantize(self.pipeline, self._call_options())
         elif compile:
             # Inductor fuses the UNet's ops into generated kernels: 2.4x faster here on the
             # SD-Turbo UNet in bf16 (bench/README.md). Compilation happens on the first call,
@@ -286,11 +294,6 @@ class DiffusersGenerator:
                 # TAESD's decoder is small convolutions and ReLUs, which Inductor fuses (0.72 ->
                 # 0.60 s at 512x512 here). GPUs replay the whole call as a CUDA graph instead.
                 self.pipeline.vae.decoder = torch.compile(self.pipeline.vae.decoder)
-        self.one_step: GraphedOneStep | None = None
-        if self.device.type == "cuda" and applies(self.pipeline, self.num_inference_steps, self.guidance_scale):
-            # 1-step models on a GPU: the whole call replayed as a CUDA graph (4-6x at batch 1).
-            self.one_step = GraphedOneStep(self.pipeline, self.pipeline.unet.config.sample_size
-                                           * self.pipeline.vae_scale_factor)
 
     def _load(self, model: str, decoder: str):
         """The pipeline on its device, and the decoder it ended up with."""
