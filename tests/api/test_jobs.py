@@ -18,12 +18,12 @@ from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from pixeldrop import idempotency
-from pixeldrop.errors import StorageUnavailable
 from pixeldrop.storage import Database, IdempotencyKey, Job, utcnow
 
 from ..books import ledger, new_payer, request_states
 from ..jobs.receiver import Receiver
 from ..server import Server, cli, wait_until
+from .test_idempotency import cannot_store
 from .test_money import live_server
 
 JOBS = "/v1/jobs"
@@ -207,9 +207,6 @@ def test_a_job_running_when_its_server_is_killed_is_made_once_after_a_restart(ba
 def test_a_submitted_job_and_its_stored_answer_are_one_transaction(settings, db, tiny_generator, monkeypatch):
     """With an Idempotency-Key, storing the 202 fails inside the job's transaction: no job, the
     reservation given back, the key released, a 503; once storage works, the 202 is stored with its job."""
-    def cannot_store(session, claimed, answer):
-        raise StorageUnavailable("The service's storage is unavailable; try again shortly.")
-
     settings.run_jobs = False  # the jobs stay queued: only the submission is paid here
     with live_server(settings, db, tiny_generator) as live:
         payer = new_payer(db, credits=10)

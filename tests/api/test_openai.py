@@ -22,14 +22,15 @@ import pytest
 from PIL import Image
 from sqlalchemy import select, update
 
-from pixeldrop import accounts, errors, idempotency, images_store
+from pixeldrop import accounts, idempotency, images_store
 from pixeldrop.accounts import credits
-from pixeldrop.storage import Database, IdempotencyKey, ImageRequest, StoredImage, utcnow
+from pixeldrop.storage import Database, ImageRequest, StoredImage, utcnow
 
 from ..books import Payer, assert_books_balance, ledger, new_payer, requests_by_state
 from ..conftest import _fresh_postgres_database
 from ..generators import FailingGenerator, GatedGenerator
 from ..server import Server, wait_until
+from .test_idempotency import cannot_store, keys
 from .test_money import live_server, open_request
 
 GENERATIONS = "/v1/images/generations"
@@ -365,9 +366,6 @@ def test_a_client_that_hangs_up_pays_for_none_and_its_queued_images_never_run(se
 def test_n_images_and_their_stored_answer_are_charged_in_one_transaction(settings, db, tiny_generator, monkeypatch):
     """With an Idempotency-Key, storing the answer fails inside the charge's transaction: none of
     the images is charged, the key is released, the answer is a 503 in OpenAI's shape."""
-    def cannot_store(session, claimed, answer):
-        raise errors.StorageUnavailable("The service's storage is unavailable; try again shortly.")
-
     body = {"prompt": "two images", "n": 2}
     with live_server(settings, db, tiny_generator) as live:
         payer = new_payer(db)
@@ -375,9 +373,7 @@ def test_n_images_and_their_stored_answer_are_charged_in_one_transaction(setting
         failed = post_json(live, payer.key, body, {"Idempotency-Key": "n-at-once"})
         assert failed.status_code == 503 and error_of(failed)["type"] == "server_error"
         assert credits.balance(db, payer.account_id) == 100
-        with db.session() as session:
-            assert session.scalars(select(IdempotencyKey.id).where(IdempotencyKey.account_id == payer.account_id)
-                                   ).all() == [], "the key was released"
+        assert keys(db, payer.account_id) == [], "the key was released"
 
         monkeypatch.undo()
         paid = post_json(live, payer.key, body, {"Idempotency-Key": "n-at-once"})

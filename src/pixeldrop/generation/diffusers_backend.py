@@ -276,7 +276,6 @@ class DiffusersGenerator:
     def _speed_up(self, compile: bool) -> None:
         """channels_last on CPUs, then int8 (calibrated and quantized now, compiled on the first
         call) or `torch.compile`."""
-        self.pipeline.set_progress_bar_config(disable=True)
         if self.device.type == "cpu":
             # oneDNN's convolutions are fastest on NHWC tensors (measured: bench/README.md).
             for part in (self.pipeline.unet, self.pipeline.vae):
@@ -312,6 +311,7 @@ class DiffusersGenerator:
         pipeline = AutoPipelineForText2Image.from_pretrained(model, dtype=self.dtype, **extra)
         # Every part was loaded in self.dtype: moving it is all that is left. (A cast here would
         # also undo the float32 parts that diffusers keeps for some models.)
+        pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device), decoder
 
     def generate(self, prompts: Sequence[str], seeds: Sequence[int], progress=None) -> list[Image.Image]:

@@ -14,9 +14,9 @@ How (torchao's PT2E flow with `X86InductorQuantizer`, the route PyTorch document
 2. Each is exported at batch size 1 (`torch.export`), observers are inserted (`prepare_pt2e`),
    the recorded inputs run through it and fix the activation ranges, and `convert_pt2e` turns it
    into a graph of int8 weights and quantize/dequantize pairs. The UNet's and the decoder's
-   activations are quantized statically (ranges fixed by calibration); the text encoder's linear layers
-   dynamically (each call measures its own range: transformer text encoders have outlier
-   activations that a fixed range would clip). The text encoder goes first: its int8 copy is
+   activations are quantized statically (ranges fixed by calibration); the text encoder's
+   linear layers dynamically (each call measures its own range: transformer text encoders have
+   outlier activations that a fixed range would clip). The text encoder goes first: its int8 copy is
    a quarter of its fp32 weights, which lowers the peak while the larger UNet is converted.
 3. `torch.compile` with Inductor's freezing folds the weights into packed int8 tensors and fuses
    each quantize/op/dequantize chain into one oneDNN int8 kernel. That happens on the first call
@@ -326,11 +326,12 @@ def quantize(pipeline, call_options: dict) -> list[str]:
     del unet
     pipeline.unet = Int8UNet(graph, config, dtype, device, timestep_dtype=recorded.unet[0][1].dtype)
     _return_freed_memory()
+    parts = ["UNet", "text encoder"]
 
     if recorded.decoder:
         vae = pipeline.vae
         graph = _int8_graph(vae.decoder, recorded.decoder, dynamic=False)
         vae.decoder = Int8Decoder(graph, vae.config, vae.dtype, vae.device)
         _return_freed_memory()
-        return ["UNet", "text encoder", "decoder"]
-    return ["UNet", "text encoder"]
+        parts.append("decoder")
+    return parts
