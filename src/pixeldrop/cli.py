@@ -453,6 +453,10 @@ def train_tiny(
     vae_steps: Annotated[int, typer.Option(help="Steps for the 64 px autoencoder.")] = 1500,
     upscaler_steps: Annotated[int, typer.Option(help="Steps for the 64 -> 512 px upscaler (0 skips it).")] = 2000,
     unet_steps: Annotated[int, typer.Option(help="Steps for the UNet, the diffusion model itself.")] = 100_000,
+    cooldown_steps: Annotated[int, typer.Option(
+        help="The UNet's last steps, in which its learning rate falls linearly to zero.")] = 0,
+    icon_share: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="Share of each UNet batch drawn from the icon sources; the rest are emoji.")] = 0.5,
     threads: Annotated[int, typer.Option(help="CPU threads for training.")] = 1,
     init_from: Annotated[Path | None, typer.Option(
         help="Start from an exported model (e.g. the shipped one) where the work folder has no checkpoint.")] = None,
@@ -465,7 +469,8 @@ def train_tiny(
     from pixeldrop.models.tiny import train
 
     config = train.TrainConfig(work_dir=work_dir.expanduser(), vae_steps=vae_steps, upscaler_steps=upscaler_steps,
-                               unet_steps=unet_steps, threads=threads)
+                               unet_steps=unet_steps, unet_cooldown_steps=cooldown_steps,
+                               icon_share=icon_share, threads=threads)
     if init_from is not None:
         written = train.seed_from_export(config, init_from)
         err.print(f"seeded {', '.join(written) or 'nothing (checkpoints exist)'} from {init_from}")

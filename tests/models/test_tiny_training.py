@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -235,3 +236,14 @@ def test_unet_batches_take_their_icon_share_whatever_the_row_counts():
     assert len(batch) == 32 and np.isin(batch, icons).sum() == 8 and np.isin(batch, emoji).sum() == 24
     assert np.isin(train._batch_rows(rng, icons[:0], emoji, 32, 0.25), emoji).all()  # no icons: all emoji
     assert np.isin(train._batch_rows(rng, icons, emoji[:0], 32, 0.25), icons).all()
+
+
+def test_the_unet_rate_warms_up_holds_and_cools_down_to_zero_at_the_last_step(tmp_path):
+    cfg = train.TrainConfig(work_dir=tmp_path, unet_steps=10_000, unet_lr=1e-3, unet_cooldown_steps=2_000)
+    rates = [train.unet_learning_rate(cfg, step) for step in range(cfg.unet_steps)]
+    assert rates[0] == pytest.approx(1e-3 / 500) and rates[499] == pytest.approx(1e-3)
+    assert set(rates[500:8_000]) == {1e-3}  # constant until the cooldown
+    assert rates[9_000] == pytest.approx(0.5e-3) and rates[-1] == pytest.approx(1e-3 / 2_000)
+    assert all(a >= b for a, b in itertools.pairwise(rates[500:]))  # never rises after the warm-up
+    no_cooldown = train.TrainConfig(work_dir=tmp_path, unet_steps=10_000, unet_lr=1e-3)
+    assert train.unet_learning_rate(no_cooldown, 9_999) == 1e-3

@@ -15,7 +15,7 @@ import json
 import operator
 from datetime import datetime, timedelta
 from types import UnionType
-from typing import Any, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -38,6 +38,9 @@ from .documented import IMAGE_CONTENT, PROMPT_AND_SEED, error_responses
 from .errors import error_response
 from .forms import FORM_TYPES, media_type, parse_form
 from .negotiation import choose_format
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -189,12 +192,17 @@ async def submit_job(request: Request, services: ServicesDep, key: BearerKeyDep)
             "Location": shown["status_url"], "x-remaining-credits": str(submitted.remaining), **quota})
 
     async def answer(keeper: Keeper) -> Response:  # the paid step, all of it
-        submitted = await run_in_threadpool(
+        built: list[Response] = []  # the 202, made once inside the job's transaction
+
+        def keep(session: Session, submitted: Submitted) -> None:  # queued if and only if kept
+            built.append(accepted(submitted))
+            keeper.keep(session, built[0])
+
+        await run_in_threadpool(
             store.submit, services.db, key.account_id, key.id, order, settings.credits_per_image, _keep(services),
-            order.prompt if settings.store_prompts else None,
-            lambda session, submitted: keeper.keep(session, accepted(submitted)))  # queued if and only if kept
+            order.prompt if settings.store_prompts else None, keep)
         services.jobs.wake()
-        return accepted(submitted)
+        return built[0]
 
     return await idempotent(request, key.account_id, retry_key, asked, answer, error_response)
 

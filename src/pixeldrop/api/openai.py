@@ -19,6 +19,7 @@ a wrong type, an unknown field or a missing prompt is 400 naming the field as `p
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -220,7 +221,13 @@ def _invalid(error: ValidationError) -> errors.InvalidParameter:
 def model_name(settings: Settings) -> str:
     """The name the served model goes by (`model`, /v1/models), from the settings, so that the
     OpenAPI document, built before the model loads, can publish it."""
-    return public_model_name(settings.model or default_model())
+    return _public_name(settings.model or default_model())
+
+
+@functools.cache
+def _public_name(model: str) -> str:
+    """public_model_name looks at the disk; a process serves one model, so once per model will do."""
+    return public_model_name(model)
 
 
 # --- The answer ----------------------------------------------------------------------------------

@@ -59,6 +59,10 @@ class TrainConfig:
     upscaler_joint_from: int = 1000  # then the 64 px decoder and a discriminator join
     upscaler_adversarial_weight: float = 0.05
     unet_lr: float = 2e-4
+    # The last `unet_cooldown_steps` steps before `unet_steps` take the learning rate linearly down to
+    # zero (warmup-stable-decay): a cooldown settles the weights that a constant rate keeps moving,
+    # and the run can stretch later (a larger `unet_steps` restarts at the full rate, then cools again).
+    unet_cooldown_steps: int = 0
     caption_dropout: float = 0.1
     # Share of each UNet batch drawn from the icon sources (sources.SOURCES); the rest from the
     # emoji and their augmentations. They are 58% of the rows: drawn uniformly, the emoji, which
@@ -218,6 +222,14 @@ def _batch_rows(rng: np.random.Generator, icons: np.ndarray, emoji: np.ndarray, 
     return np.concatenate([rng.choice(icons, n_icons), rng.choice(emoji, size - n_icons)])
 
 
+def unet_learning_rate(cfg: TrainConfig, step: int) -> float:
+    """The UNet's rate at `step`: 500 steps of warm-up, constant, then the cooldown to zero."""
+    warmup = min(1.0, (step + 1) / 500)
+    left = cfg.unet_steps - step
+    cooldown = min(1.0, left / cfg.unet_cooldown_steps) if cfg.unet_cooldown_steps else 1.0
+    return cfg.unet_lr * min(warmup, cooldown)
+
+
 def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusionPipeline) -> None:
     path = cfg.work_dir / "unet.pt"
     unet = pipe.unet
@@ -261,9 +273,8 @@ def train_unet(cfg: TrainConfig, data: dict, latents: dict, pipe: StableDiffusio
             a = alphas[t].sqrt().view(-1, 1, 1, 1)
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
             target = a * noise - s * x0
-            warmup = min(1.0, (step + 1) / 500)
             for group in opt.param_groups:
-                group["lr"] = cfg.unet_lr * warmup
+                group["lr"] = unet_learning_rate(cfg, step)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 pred = unet(xt, t, cond).sample.float()
             loss = F.mse_loss(pred, target)
