@@ -2,7 +2,7 @@
 """Evaluate pixeldrop-tiny: prompt adherence by retrieval, diversity, blank images, speed, and
 a 16-prompt x 4-seed grid at 512 px to look at.
 
-    python bench/tiny_eval.py [--model DIR] [--work-dir ~/.pixeldrop/tiny-training] [--n 100]
+    python bench/tiny_eval.py [--model DIR] [--work-dir ~/.pixeldrop/tiny-training] [--n 100] [--pools 3]
 
 Needs the training work folder (dataset and text caches; `pixeldrop train-tiny` makes them).
 Writes bench/out/tiny_metrics.json, tiny_grid.jpg and upscaler_grid.jpg (per row: Lanczos,
@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=Path("~/.pixeldrop/tiny-training").expanduser())
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pools", type=int, default=1,
+                        help="top-1 figures as means over this many pools of captions (3 to compare models)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     OUT.mkdir(exist_ok=True)
@@ -85,7 +87,8 @@ def main() -> None:
     data = build_dataset(args.work_dir)
     text = np.load(args.work_dir / "text.npy", mmap_mode="r")
     tower = evaluate.train_scorer(args.work_dir, data, text, pipe.tokenizer)
-    metrics = evaluate.evaluate(pipe, tower, data, generator.num_inference_steps, generator.guidance_scale, args.n)
+    metrics = evaluate.evaluate(pipe, tower, data, generator.num_inference_steps, generator.guidance_scale, args.n,
+                                args.pools)
     evaluate.write_metrics(metrics, OUT / "tiny_metrics.json", seconds_per_image=seconds, model=args.model, **upscaler)
     for name, value in {**metrics.as_dict(), **upscaler}.items():
         print(f"{name}: {value:.3f}" if isinstance(value, float) else f"{name}: {value}")

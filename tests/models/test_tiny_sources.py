@@ -280,3 +280,32 @@ def test_training_drops_the_caches_of_another_dataset(tmp_path):
     assert (tmp_path / "text.npy").exists(), "the same dataset keeps its caches"
     train.drop_stale_caches(config, "second")
     assert not (tmp_path / "text.npy").exists()
+
+
+def test_pools_average_each_top1_over_other_captions_and_diversity_widens_to_8_captions(monkeypatch):
+    kinds = np.array(["emoji"] * 40 + ["icon"] * 20)
+    held_out = np.arange(60) % 4 == 0
+    dataset = {"captions": np.array([f"caption {i}" for i in range(60)]), "caption_ids": np.arange(60)[:, None],
+               "held_out": held_out, "kinds": kinds}
+    asked = []
+
+    def top1(pipe, tower, captions, seed, steps, guidance):
+        asked.append((seed, {int(c.split()[1]) for c in captions}))
+        return seed / 10_000
+
+    def generate(pipe, prompts, seeds, steps, guidance):  # a picture whose grey level is its seed / 10
+        return np.stack([np.full((4, 4, 3), s / 10, dtype=np.float32) for s in seeds])
+
+    monkeypatch.setattr(evaluate, "retrieval_top1", top1)
+    monkeypatch.setattr(evaluate, "_generate", generate)
+    metrics = evaluate.Metrics(0.5, 0.4, 0.05, 0.0, 0.7, 10, top1_held_out_icons=0.2, scorer_top1_real_icons=0.3)
+    evaluate._add_pools(metrics, None, None, dataset, 20, 5.0, 10, pools=3)
+
+    assert [seed for seed, _ in asked] == [6000, 6100, 6200, 7000, 7100, 7200]
+    for (_, rows), (held, kind) in zip(asked, [(False, "emoji"), (True, "emoji"), (True, "icon")] * 2, strict=True):
+        assert all(held_out[r] == held and kinds[r] == kind for r in rows)
+    assert metrics.pools == 3
+    assert metrics.top1_train == pytest.approx((0.5 + 0.6 + 0.7) / 3)
+    assert metrics.top1_held_out == pytest.approx((0.4 + 0.61 + 0.71) / 3)
+    assert metrics.top1_held_out_icons == pytest.approx((0.2 + 0.62 + 0.72) / 3)
+    assert metrics.diversity == 0.05 and metrics.diversity_wide == pytest.approx(0.1 * 10 / 6)  # seeds 1-4
