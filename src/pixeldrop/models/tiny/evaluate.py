@@ -141,9 +141,7 @@ def evaluate(pipe, tower: ImageTower, data: dict, steps: int = 20, guidance: flo
     held_caps = list(rng.permutation(_caption_pool(data, True, n, rng)))
     top1_train = retrieval_top1(pipe, tower, train_caps, 1000, steps, guidance)
     top1_held = retrieval_top1(pipe, tower, held_caps, 2000, steps, guidance)
-    seeds_imgs = _generate(pipe, [train_caps[0]] * 4 + [train_caps[1]] * 4, [1, 2, 3, 4] * 2, steps, guidance)
-    diversity = float(np.mean([np.abs(seeds_imgs[i] - seeds_imgs[j]).mean()
-                               for g in (0, 4) for i in range(g, g + 4) for j in range(i + 1, g + 4)]))
+    diversity = _diversity(pipe, train_caps[:2], steps, guidance)
     other = _generate(pipe, NON_EMOJI_PROMPTS, list(range(len(NON_EMOJI_PROMPTS))), steps, guidance)
     blank = float(np.mean([img.std() < 0.04 for img in other]))
     metrics = Metrics(top1_train, top1_held, diversity, blank, _scorer_on_real(pipe, tower, data, rng), len(train_caps))
@@ -163,20 +161,25 @@ def _add_pools(metrics: Metrics, pipe, tower: ImageTower, data: dict, steps: int
     kinds = [("top1_train", False, "emoji"), ("top1_held_out", True, "emoji")]
     if metrics.top1_held_out_icons is not None:
         kinds.append(("top1_held_out_icons", True, "icon"))
+    figures = {name: [getattr(metrics, name)] for name, _, _ in kinds}
     for pool in range(1, pools):
         rng = np.random.default_rng(pool)
         for k, (name, held_out, kind) in enumerate(kinds):
             captions = list(rng.permutation(_caption_pool(data, held_out, n, rng, kind)))
-            top1 = retrieval_top1(pipe, tower, captions, 5000 + 1000 * pool + 100 * k, steps, guidance)
-            setattr(metrics, name, getattr(metrics, name) + top1)
-    for name, _, _ in kinds:
-        setattr(metrics, name, getattr(metrics, name) / pools)
+            figures[name].append(retrieval_top1(pipe, tower, captions, 5000 + 1000 * pool + 100 * k, steps, guidance))
+    for name, values in figures.items():
+        setattr(metrics, name, float(np.mean(values)))
     metrics.pools = pools
     rng = np.random.default_rng(7)
-    captions = list(rng.permutation(_caption_pool(data, False, n, rng)))[:8]
-    images = _generate(pipe, [c for c in captions for _ in range(4)], [1, 2, 3, 4] * 8, steps, guidance)
-    metrics.diversity_wide = float(np.mean([np.abs(images[i] - images[j]).mean() for g in range(0, 32, 4)
-                                            for i in range(g, g + 4) for j in range(i + 1, g + 4)]))
+    metrics.diversity_wide = _diversity(pipe, list(rng.permutation(_caption_pool(data, False, n, rng)))[:8],
+                                        steps, guidance)
+
+
+def _diversity(pipe, captions: list[str], steps: int, guidance: float) -> float:
+    """Mean pixel distance (0-1) between the pictures of seeds 1-4, within each caption."""
+    images = _generate(pipe, [c for c in captions for _ in range(4)], [1, 2, 3, 4] * len(captions), steps, guidance)
+    return float(np.mean([np.abs(images[i] - images[j]).mean() for g in range(0, len(images), 4)
+                          for i in range(g, g + 4) for j in range(i + 1, g + 4)]))
 
 
 @torch.no_grad()
